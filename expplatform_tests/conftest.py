@@ -1,0 +1,71 @@
+"""Shared fixtures: temporary landing zones and warehouses (never the developer's data/)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from expplatform.warehouse import DDL
+
+
+def write_text(path: Path, text: str, *, compress: bool = False) -> Path:
+    """Write a landing file (creating folders); bytes exactly as given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8")
+    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    return path
+
+
+def ld_line(
+    event_id: str | None,
+    user: str | None,
+    created_ms: object,
+    *,
+    key: str = "vault-launch",
+    variation: str = "treatment",
+    kind: str = "feature",
+    active: str = "Y",
+    value: object = True,
+    prereq_of: str | None = None,
+) -> str:
+    """One LaunchDarkly data-export line in the contract's shape (§2.1)."""
+    event: dict[str, object] = {
+        "kind": kind,
+        "creationDate": created_ms,
+        "key": key,
+        "version": 7,
+        "contextKeys": {"user": user} if user is not None else {},
+        "variation": 1,
+        "variationName": variation,
+        "value": value,
+        "default": False,
+        "reason": {"kind": "RULE_MATCH", "inExperiment": True},
+    }
+    if prereq_of is not None:
+        event["prereqOf"] = prereq_of
+    record: dict[str, object] = {"is_active": active, "project": "default", "event": event}
+    if event_id is not None:
+        record["event_id"] = event_id
+    return json.dumps(record)
+
+
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory warehouse with the raw and ops schemas."""
+    connection = duckdb.connect()
+    connection.execute("set TimeZone = 'UTC'")
+    connection.execute(DDL)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    root = tmp_path / "landing"
+    root.mkdir()
+    return root

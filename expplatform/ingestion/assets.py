@@ -5,8 +5,6 @@ in a single run (one transaction for the whole range). Users and subscription
 changes are unpartitioned snapshots.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from dagster import (
@@ -74,7 +72,6 @@ def _daily_source_asset(spec: SourceSpec, description: str):
         kinds={"duckdb", "python"},
         owners=OWNERS,
         description=description,
-        name=spec.table.split(".", 1)[1],
     )
     def _load(
         context: AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZoneResource
@@ -109,7 +106,6 @@ legacy_feature_flag_events = _daily_source_asset(
 def _snapshot_asset(spec: SourceSpec, description: str):
     @asset(
         key=AssetKey(["raw", spec.table.split(".", 1)[1]]),
-        name=spec.table.split(".", 1)[1],
         group_name="raw",
         pool=DUCKDB_POOL,
         kinds={"duckdb", "python"},

@@ -12,8 +12,6 @@ Each writes its bookkeeping to `ops.*` before dbt and advances it only after
 dbt succeeded (see expplatform.transform.window).
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -98,6 +96,9 @@ def _invoke(
     # dbt runs in a subprocess with the project folder as working directory:
     # hand it the warehouse as an absolute path.
     os.environ["EXPPLATFORM_DUCKDB_PATH"] = str(Path(warehouse.database).resolve())
+    # A subset run must not drag in tests of models it does not build (dbt's default
+    # "eager" indirect selection would test fct tables when only a dim is built).
+    os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
     target = (
         Path(dbt_project.project_dir) / "target" / f"dagster-{context.op_execution_context.op.name}"
     )
@@ -109,14 +110,14 @@ def _invoke(
 
 @dbt_assets(
     manifest=MANIFEST,
-    select="tag:app",
+    select="tag:app resource_type:seed",
     name="app_dbt_models",
     dagster_dbt_translator=translator,
     project=dbt_project,
     pool=DUCKDB_POOL,
 )
 def app_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
-    """Users and subscription history (tier at any point in time)."""
+    """The experiment registry (seeds), users and subscription history (tier at any time)."""
     yield from _invoke(context, dbt, warehouse)
 
 
@@ -152,7 +153,7 @@ def daily_dbt_models(
 
 @dbt_assets(
     manifest=MANIFEST,
-    select="tag:marts resource_type:seed",
+    select="tag:marts",
     name="marts_dbt_models",
     dagster_dbt_translator=translator,
     project=dbt_project,
@@ -161,13 +162,15 @@ def daily_dbt_models(
 def marts_dbt_models(
     context: AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource
 ):
-    """Registry dims, assignments, allocation and health marts, merged for what daily runs changed."""
-    with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-        users, dates = window.prepare_marts_run(con)
-    context.log.info(f"merging {users} pending user(s) and {dates} pending date(s) into the marts")
+    """Assignments, allocation and health marts, merged for what the daily runs changed."""
+    # The queues are consumed (and emptied) only when every model that reads them runs.
+    consumes_queues = MARTS_CONSUMER_KEYS <= set(context.selected_asset_keys)
+    if consumes_queues:
+        with connect(Path(warehouse.database), on_wait=context.log.info) as con:
+            users, dates = window.prepare_marts_run(con)
+        context.log.info(f"merging {users} pending user(s) and {dates} pending date(s)")
     yield from _invoke(context, dbt, warehouse)
-    # The queues are emptied only when every model that consumes them ran.
-    if MARTS_CONSUMER_KEYS <= set(context.selected_asset_keys):
+    if consumes_queues:
         with connect(Path(warehouse.database), on_wait=context.log.info) as con:
             window.finish_marts_run(con)
 

@@ -1,0 +1,78 @@
+"""Helpers for end-to-end tests: run the real Dagster job (raw → dbt → marts) on a temp warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import duckdb
+from dagster import DagsterInstance
+
+from expplatform.config import Settings
+from expplatform.definitions import build_definitions
+from expplatform.jobs import materialize_all_job
+
+#: The contract tables (§5) compared whole by the idempotence tests.
+CONTRACT_TABLES = {
+    "dim_experiments": "experiment_key",
+    "dim_experiment_variations": "experiment_key, variation_name",
+    "dim_users": "user_id",
+    "dim_subscription_history": "user_id, valid_from, subscription_tier",
+    "fct_experiment_exposures_daily": "experiment_key, user_id, exposure_date",
+    "fct_experiment_assignments": "experiment_key, user_id",
+    "mart_experiment_allocation_daily": "experiment_key, date, variation_name, subscription_tier",
+    "mart_experiment_health_daily": "experiment_key, date",
+}
+
+
+def make_settings(tmp_path: Path, landing: Path, lookback_days: int = 2) -> Settings:
+    return Settings(
+        landing_dir=landing,
+        duckdb_path=tmp_path / "warehouse.duckdb",
+        start_date=date(2025, 12, 1),
+        lookback_days=lookback_days,
+        ui_url="http://127.0.0.1:3000",
+        alert_log=tmp_path / "alerts.log",
+    )
+
+
+def run_range(settings: Settings, instance: DagsterInstance, start: date, end: date) -> None:
+    """Materialize every asset for arrival dates [start, end] as one single-run backfill."""
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(materialize_all_job.name)
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": start.isoformat(),
+            "dagster/asset_partition_range_end": end.isoformat(),
+        },
+        raise_on_error=False,
+    )
+    if not result.success:
+        failures = [
+            e.step_failure_data.error.message
+            for e in result.all_events
+            if e.is_step_failure and e.step_failure_data and e.step_failure_data.error
+        ]
+        raise AssertionError(f"run {start}..{end} failed: {failures}")
+
+
+def snapshot(db_path: Path, tables: Sequence[str] = tuple(CONTRACT_TABLES)) -> dict[str, list]:
+    """Every row of the given marts tables, in a stable order."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return {
+            name: con.execute(f"select * from marts.{name} order by all").fetchall()
+            for name in tables
+        }
+    finally:
+        con.close()
+
+
+def query(db_path: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()

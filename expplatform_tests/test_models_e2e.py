@@ -1,0 +1,298 @@
+"""End to end through Dagster and dbt on a hand-made landing zone covering every rule of §4.
+
+The expected rows below were worked out by hand from the fixture (see the
+comments next to each event); nothing is computed with the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from dagster import instance_for_test
+
+from expplatform_tests.conftest import write_text
+from expplatform_tests.e2e import make_settings, query, run_range, snapshot
+
+pytestmark = pytest.mark.slow
+
+D = {n: date(2025, 12, n) for n in range(1, 5)}
+
+
+def ms(iso: str) -> int:
+    """Epoch milliseconds of a UTC timestamp (for writing the fixture)."""
+    return int(datetime.fromisoformat(iso + "+00:00").timestamp() * 1000)
+
+
+def ld(
+    event_id, user, at, variation, *, key="vault-launch", kind="feature", active="Y", prereq=None
+):
+    prereq_part = f', "prereqOf": "{prereq}"' if prereq else ""
+    return (
+        f'{{"event_id": "{event_id}", "is_active": "{active}", "project": "default", '
+        f'"environment": "production", "event": {{"kind": "{kind}", "creationDate": {ms(at)}, '
+        f'"key": "{key}", "version": 7, "contextKeys": {{"user": "{user}"}}, "variation": 0, '
+        f'"variationName": "{variation}", "value": true, "default": false, '
+        f'"reason": {{"kind": "RULE_MATCH", "inExperiment": true}}{prereq_part}}}}}'
+    )
+
+
+LEGACY_HEADER = "id,user,timestamp,key,variation_name,value"
+
+
+def build_fixture(landing: Path) -> None:
+    def ld_file(day: int, *lines: str) -> None:
+        write_text(
+            landing / "launchdarkly" / f"date=2025-12-0{day}" / "part-000.jsonl",
+            "\n".join(lines) + "\n",
+        )
+
+    def legacy_file(day: int, *rows: str) -> None:
+        write_text(
+            landing / "legacy" / f"date=2025-12-0{day}" / "part-000.csv",
+            "\n".join([LEGACY_HEADER, *rows]) + "\n",
+        )
+
+    ld_file(
+        1,
+        ld("ld-1", "u-1", "2025-12-01T10:15:00", "control"),  # u-1 first exposure (tier standard)
+        ld("ld-2", "u-1", "2025-12-01T13:00:00", "control"),  # after u-1's mid-day change
+        ld("ld-1", "u-1", "2025-12-01T10:15:00", "control"),  # retry in the same file
+        ld("ld-3", "u-2", "2025-12-01T09:00:00", "treatment"),  # ties with lg-2: LaunchDarkly wins
+        ld("ld-4", "u-3", "2025-12-01T11:00:00", " Treatment "),  # trimmed, lower-cased
+        ld("ld-5", "t-1", "2025-12-01T10:00:00", "control"),  # test account: excluded
+        ld("ld-6", "u-4", "2025-12-01T10:00:00", "treatment", kind="debug"),  # not an exposure
+        ld("ld-7", "u-4", "2025-12-01T10:30:00", "treatment", prereq="other-flag"),  # not one
+        ld("ld-8", "u-5", "2025-12-01T10:00:00", "control"),  # retracted on 12-02
+        ld("ld-9", "u-6", "2025-12-01T08:00:00", "control", key="dark-mode"),  # unregistered flag
+        ld("ld-19", "u-1", "2025-11-30T23:00:00", "treatment"),  # before the experiment start
+    )
+    legacy_file(
+        1,
+        "lg-1,u-4,2025-12-01T12:00:00Z,vault_launch,control,t",  # u-4 first exposure
+        "lg-2,u-2,2025-12-01T09:00:00Z,vault_launch,control,f",  # same instant as ld-3
+    )
+    ld_file(
+        2,
+        ld("ld-10", "u-1", "2025-12-02T09:00:00", "control"),
+        ld("ld-8", "u-5", "2025-12-01T10:00:00", "control", active="N"),  # retraction
+        ld("ld-11", "u-3", "2025-12-02T09:00:00", "treatment"),  # tier plus since 08:00
+        ld("ld-12", "u-7", "2025-12-02T10:00:00", "treatment"),  # u-7 not in the users snapshot
+        ld("ld-13", "u-6", "2025-12-01T23:30:00", "control"),  # late: belongs to 12-01
+        ld("ld-3", "u-2", "2025-12-01T09:00:00", "treatment"),  # retry across folders
+        ld("ld-14", "u-8", "2025-12-02T07:00:00", "treatment"),  # ties with lg-4 (same variation)
+    )
+    legacy_file(
+        2,
+        "lg-3,u-4,2025-12-02T10:00:00+01:00,vault_launch,Treatment,1",  # 09:00 UTC, 2nd variation
+        "lg-4,u-8,2025-12-02T07:00:00Z,vault_launch,treatment,0",
+    )
+    ld_file(
+        3,
+        ld("ld-99", "u-9", "2025-12-03T06:00:00", "control"),  # tie within LaunchDarkly:
+        ld("ld-100", "u-9", "2025-12-03T06:00:00", "treatment"),  # 'ld-100' < 'ld-99' as strings
+        ld("ld-17", "u-1", "2025-12-03T10:00:00", "control"),
+    )
+    legacy_file(3, "lg-5,u-2,2025-12-03T10:00:00Z,vault_launch,treatment,TRUE")
+    ld_file(4, ld("ld-18", "u-3", "2025-12-01T15:00:00", "treatment"))  # 3 days late
+    write_text(
+        landing / "users" / "users_2025-12-01.csv",
+        "user_id,created_at,country,is_test_account\nt-1,2025-01-01T00:00:00Z,DE,false\n",
+    )
+    write_text(
+        landing / "users" / "users_2025-12-04.csv",
+        "user_id,created_at,country,is_test_account\n"
+        + "\n".join(
+            f"{u},2025-01-0{i + 1}T00:00:00Z,DE,{'true' if u == 't-1' else 'false'}"
+            for i, u in enumerate(["u-1", "u-2", "u-3", "u-4", "u-5", "u-6", "u-8", "u-9", "t-1"])
+        )
+        + "\n",
+    )
+    header = "subscription_change_id,user_id,tier,effective_at\n"
+    write_text(
+        landing / "subscriptions" / "changes_2025-12-01.csv",
+        header
+        + "sc-1,u-1,standard,2025-11-01T00:00:00Z\n"
+        + "sc-2,u-1,premium,2025-12-01T12:00:00Z\n"  # mid-day change
+        + "sc-3,u-2,plus,2025-11-15T00:00:00Z\n"
+        + "sc-5,u-6,standard,2025-10-01T00:00:00Z\n"
+        + "sc-6,u-7,premium,2025-11-20T00:00:00Z\n",
+    )
+    write_text(
+        landing / "subscriptions" / "changes_2025-12-02.csv",
+        header
+        + "sc-3,u-2,plus,2025-11-15T00:00:00Z\n"  # repeated change id: one change
+        + "sc-4,u-3,plus,2025-12-02T08:00:00Z\n",
+    )
+
+
+def t(day: int, hh: int, mm: int = 0) -> datetime:
+    return datetime(2025, 12, day, hh, mm)
+
+
+C, T = "control", "treatment"
+EXPECTED_DAILY = [
+    # experiment, user, date, first_exposure_at, variation, is_treatment, variations_seen, exposures, tier
+    ("vault-launch", "u-1", D[1], t(1, 10, 15), C, False, 1, 2, "standard"),
+    ("vault-launch", "u-1", D[2], t(2, 9), C, False, 1, 1, "premium"),
+    ("vault-launch", "u-1", D[3], t(3, 10), C, False, 1, 1, "premium"),
+    ("vault-launch", "u-2", D[1], t(1, 9), T, True, 2, 2, "plus"),
+    ("vault-launch", "u-2", D[3], t(3, 10), T, True, 1, 1, "plus"),
+    ("vault-launch", "u-3", D[1], t(1, 11), T, True, 1, 2, "unknown"),
+    ("vault-launch", "u-3", D[2], t(2, 9), T, True, 1, 1, "plus"),
+    ("vault-launch", "u-4", D[1], t(1, 12), C, False, 1, 1, "unknown"),
+    ("vault-launch", "u-4", D[2], t(2, 9), T, True, 1, 1, "unknown"),
+    ("vault-launch", "u-6", D[1], t(1, 23, 30), C, False, 1, 1, "standard"),
+    ("vault-launch", "u-7", D[2], t(2, 10), T, True, 1, 1, "premium"),
+    ("vault-launch", "u-8", D[2], t(2, 7), T, True, 1, 2, "unknown"),
+    ("vault-launch", "u-9", D[3], t(3, 6), T, True, 2, 2, "unknown"),
+]
+EXPECTED_ASSIGNMENTS = [
+    # experiment, user, assigned_at, assignment_date, variation, is_treatment, tier,
+    # has_multiple_variations, exposure_days, last_exposure_date
+    ("vault-launch", "u-1", t(1, 10, 15), D[1], C, False, "standard", False, 3, D[3]),
+    ("vault-launch", "u-2", t(1, 9), D[1], T, True, "plus", True, 2, D[3]),
+    ("vault-launch", "u-3", t(1, 11), D[1], T, True, "unknown", False, 2, D[2]),
+    ("vault-launch", "u-4", t(1, 12), D[1], C, False, "unknown", True, 2, D[2]),
+    ("vault-launch", "u-6", t(1, 23, 30), D[1], C, False, "standard", False, 1, D[1]),
+    ("vault-launch", "u-7", t(2, 10), D[2], T, True, "premium", False, 1, D[2]),
+    ("vault-launch", "u-8", t(2, 7), D[2], T, True, "unknown", False, 1, D[2]),
+    ("vault-launch", "u-9", t(3, 6), D[3], T, True, "unknown", True, 1, D[3]),
+]
+EXPECTED_ALLOCATION = [
+    # date, variation, is_treatment, tier, new, cumulative, active, exposures
+    (D[1], C, False, "standard", 2, 2, 2, 3),
+    (D[1], C, False, "unknown", 1, 1, 1, 1),
+    (D[1], T, True, "plus", 1, 1, 1, 2),
+    (D[1], T, True, "unknown", 1, 1, 1, 2),
+    (D[2], C, False, "standard", 0, 2, 1, 1),
+    (D[2], C, False, "unknown", 0, 1, 1, 1),
+    (D[2], T, True, "plus", 0, 1, 0, 0),
+    (D[2], T, True, "premium", 1, 1, 1, 1),
+    (D[2], T, True, "unknown", 1, 2, 2, 3),
+    (D[3], C, False, "standard", 0, 2, 1, 1),
+    (D[3], C, False, "unknown", 0, 1, 0, 0),
+    (D[3], T, True, "plus", 0, 1, 1, 1),
+    (D[3], T, True, "premium", 0, 1, 0, 0),
+    (D[3], T, True, "unknown", 1, 3, 1, 2),
+]
+
+
+def chi_p(chi: float) -> float:
+    """p-value of a chi-square with one degree of freedom, via erfc (independent of scipy)."""
+    return math.erfc(math.sqrt(chi / 2))
+
+
+# date, assigned_users, multiple_variation_users, chi-square (control vs treatment, 50/50)
+# 12-01: test users control u-1,u-6 (2) vs treatment u-3 (1): E=1.5 → 2·0.25/1.5 = 1/3
+# 12-02 and 12-03: control 2 vs treatment 3 (u-3, u-7, u-8): E=2.5 → 2·0.25/2.5 = 0.2
+EXPECTED_HEALTH = [(D[1], 5, 2, 1 / 3), (D[2], 7, 2, 0.2), (D[3], 8, 3, 0.2)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One clean build of the fixture: every arrival date in one single-run backfill."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    landing = tmp / "landing"
+    build_fixture(landing)
+    settings = make_settings(tmp, landing)
+    with instance_for_test() as instance:
+        run_range(settings, instance, D[1], D[4])
+    return settings
+
+
+def test_fct_experiment_exposures_daily(built):
+    rows = query(
+        built.duckdb_path,
+        "select experiment_key, user_id, exposure_date, first_exposure_at, variation_name, "
+        "is_treatment, variations_seen, exposures, subscription_tier "
+        "from marts.fct_experiment_exposures_daily order by user_id, exposure_date",
+    )
+    assert rows == EXPECTED_DAILY
+
+
+def test_fct_experiment_assignments(built):
+    rows = query(
+        built.duckdb_path,
+        "select experiment_key, user_id, assigned_at, assignment_date, variation_name, is_treatment, "
+        "subscription_tier, has_multiple_variations, exposure_days, last_exposure_date "
+        "from marts.fct_experiment_assignments order by user_id",
+    )
+    assert rows == EXPECTED_ASSIGNMENTS
+
+
+def test_mart_experiment_allocation_daily(built):
+    rows = query(
+        built.duckdb_path,
+        "select date, variation_name, is_treatment, subscription_tier, new_users, "
+        "cumulative_users, active_users, exposures from marts.mart_experiment_allocation_daily "
+        "where experiment_key = 'vault-launch' order by date, variation_name, subscription_tier",
+    )
+    assert rows == EXPECTED_ALLOCATION
+
+
+def test_mart_experiment_health_daily(built):
+    rows = query(
+        built.duckdb_path,
+        "select date, assigned_users, multiple_variation_users, srm_chi_square, srm_p_value, "
+        "srm_status from marts.mart_experiment_health_daily "
+        "where experiment_key = 'vault-launch' order by date",
+    )
+    assert [r[:3] for r in rows] == [e[:3] for e in EXPECTED_HEALTH]
+    for row, (_, _, _, chi) in zip(rows, EXPECTED_HEALTH, strict=True):
+        assert row[3] == pytest.approx(chi)
+        assert row[4] == pytest.approx(chi_p(chi))
+        assert row[5] == "not_enough_traffic"  # no variation has 8 users yet
+
+
+def test_dims(built):
+    assert query(
+        built.duckdb_path,
+        "select user_id, subscription_tier, valid_from, valid_to, is_current "
+        "from marts.dim_subscription_history where user_id in ('u-1', 'u-2') order by user_id, valid_from",
+    ) == [
+        ("u-1", "standard", datetime(2025, 11, 1), t(1, 12), False),
+        ("u-1", "premium", t(1, 12), None, True),
+        ("u-2", "plus", datetime(2025, 11, 15), None, True),
+    ]
+    assert query(
+        built.duckdb_path,
+        "select user_id, is_test_account from marts.dim_users where user_id in ('t-1', 'u-1') order by 1",
+    ) == [("t-1", True), ("u-1", False)]
+    assert query(
+        built.duckdb_path,
+        "select experiment_key, launchdarkly_flag_key, legacy_flag_key, start_date, end_date "
+        "from marts.dim_experiments where experiment_key = 'vault-launch'",
+    ) == [("vault-launch", "vault-launch", "vault_launch", D[1], None)]
+
+
+def test_reruns_in_any_order_equal_the_clean_build(built, tmp_path):
+    """A middle partition, an overlapping range and reverse order all end at the clean build."""
+    clean = snapshot(built.duckdb_path)
+    landing = built.landing_dir
+    settings = make_settings(tmp_path, landing)
+    with instance_for_test() as instance:
+        for day in (4, 3, 2, 1):  # reverse order, one partition at a time
+            run_range(settings, instance, D[day], D[day])
+        assert snapshot(settings.duckdb_path) == clean
+        run_range(settings, instance, D[2], D[2])  # a middle partition again
+        run_range(settings, instance, D[1], D[3])  # an overlapping range
+        assert snapshot(settings.duckdb_path) == clean
+
+
+def test_late_event_lands_on_its_own_date_when_its_folder_runs(built, tmp_path):
+    """ld-13 (event 12-01) arrives in folder 12-02: absent after 12-01 ran, present after 12-02."""
+    settings = make_settings(tmp_path, built.landing_dir)
+    late_row = "select count(*) from marts.fct_experiment_exposures_daily where user_id = 'u-6'"
+    with instance_for_test() as instance:
+        run_range(settings, instance, D[1], D[1])
+        assert query(settings.duckdb_path, late_row) == [(0,)]
+        run_range(settings, instance, D[2], D[2])
+        assert query(settings.duckdb_path, late_row) == [(1,)]
+        assert query(
+            settings.duckdb_path,
+            "select exposure_date, first_exposure_at from marts.fct_experiment_exposures_daily "
+            "where user_id = 'u-6'",
+        ) == [(D[1], t(1, 23, 30))]

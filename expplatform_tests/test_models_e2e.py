@@ -191,18 +191,6 @@ def chi_p(chi: float) -> float:
 EXPECTED_HEALTH = [(D[1], 5, 2, 1 / 3), (D[2], 7, 2, 0.2), (D[3], 8, 3, 0.2)]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """One clean build of the fixture: every arrival date in one single-run backfill."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    landing = tmp / "landing"
-    build_fixture(landing)
-    settings = make_settings(tmp, landing)
-    with instance_for_test() as instance:
-        run_range(settings, instance, D[1], D[4])
-    return settings
-
-
 def test_fct_experiment_exposures_daily(built):
     rows = query(
         built.duckdb_path,

@@ -1,0 +1,30 @@
+{{ config(tags=['app']) }}
+
+-- The change log may repeat a change in several files: a repeated id is one change, and the
+-- first copy loaded (by file, then line) is the one kept.
+with
+
+source as (
+
+    select * from {{ source('app', 'subscription_changes') }}
+
+),
+
+deduplicated as (
+
+    select
+        subscription_change_id,
+        user_id,
+        lower(trim(tier)) as subscription_tier,
+        effective_at
+
+    from source
+    where subscription_change_id is not null
+    qualify row_number() over (
+        partition by subscription_change_id
+        order by _source_file, _line_number
+    ) = 1
+
+)
+
+select * from deduplicated

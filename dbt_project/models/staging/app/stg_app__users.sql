@@ -1,0 +1,28 @@
+{{ config(tags=['app']) }}
+
+-- raw.users holds the newest snapshot only. A user listed twice in it is a test account if
+-- any of its lines says so (excluding too much beats leaking a test account into the marts);
+-- the other attributes come from the last line.
+with
+
+source as (
+
+    select * from {{ source('app', 'users') }}
+
+),
+
+deduplicated as (
+
+    select
+        user_id,
+        arg_max_null(created_at, (_source_file, _line_number)) as created_at,
+        arg_max_null(country, (_source_file, _line_number)) as country,
+        coalesce(bool_or(is_test_account), false) as is_test_account
+
+    from source
+    where user_id is not null
+    group by user_id
+
+)
+
+select * from deduplicated

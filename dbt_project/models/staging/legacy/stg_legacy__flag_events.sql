@@ -1,0 +1,37 @@
+{{ config(tags=['daily']) }}
+
+-- Same columns as stg_launchdarkly__flag_events so the two feeds are handled alike. The legacy
+-- export has no retractions, event kinds nor prerequisites: every row is an active
+-- 'feature' evaluation.
+with
+
+source as (
+
+    select * from {{ source('legacy', 'legacy_feature_flag_events') }}
+
+),
+
+renamed as (
+
+    select
+        id as event_id,
+        "user" as user_id,
+        "timestamp" as event_at,
+        cast("timestamp" as date) as event_date,
+        key as flag_key,
+        lower(trim(variation_name)) as variation_name,
+        cast(value as varchar) as served_value,
+        true as is_active,
+        false as is_retracted,
+        'feature' as event_kind,
+        cast(null as varchar) as prerequisite_of,
+        cast(null as boolean) as is_in_experiment,
+        _load_date,
+        _source_file,
+        _line_number
+
+    from source
+
+)
+
+select * from renamed

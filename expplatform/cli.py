@@ -136,7 +136,13 @@ def run_materialization(start: date, end: date, *, echo=print, poll_seconds: flo
     def execute() -> None:
         try:
             result = job.execute_in_process(
-                instance=instance, run_id=run_id, tags=tags, raise_on_error=False
+                # Dagster's console log would drown the per-step progress printed below;
+                # warnings and errors still show, and every event is in the UI.
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                instance=instance,
+                run_id=run_id,
+                tags=tags,
+                raise_on_error=False,
             )
             outcome["success"] = result.success
         except BaseException as exc:  # reported below; the thread must not die silently

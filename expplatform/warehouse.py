@@ -10,6 +10,7 @@ warehouse.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -110,6 +111,18 @@ create table if not exists ops.assignments_before (
 LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked", "lock on file")
 
 
+def duckdb_settings() -> dict[str, str]:
+    """Memory and thread limits set explicitly (same env vars as the dbt profile).
+
+    DuckDB defaults to 80% of RAM and every core; a bounded budget keeps the
+    whole process tree (Dagster + dbt + DuckDB) under the benchmark's 4 GB.
+    """
+    return {
+        "memory_limit": os.environ.get("EXPPLATFORM_DUCKDB_MEMORY_LIMIT", "3GB"),
+        "threads": os.environ.get("EXPPLATFORM_DUCKDB_THREADS", "2"),
+    }
+
+
 class WarehouseBusyError(RuntimeError):
     """The warehouse file stayed locked by another process for the whole wait."""
 
@@ -142,7 +155,7 @@ def open_connection(
     delay = 0.2
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=duckdb_settings())
             con.execute("set TimeZone = 'UTC'")
             return con
         except duckdb.Error as exc:

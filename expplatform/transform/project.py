@@ -11,7 +11,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 
 from expplatform.config import DBT_PROJECT_DIR, get_settings
 
-DBT_TARGET = "duckdb"
+#: `duckdb` (everything) or `dev` (a deterministic sample of users and days, for QA).
+DBT_TARGET = os.environ.get("EXPPLATFORM_DBT_TARGET", "duckdb")
 
 
 def dbt_executable() -> str:

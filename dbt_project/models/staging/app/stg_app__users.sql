@@ -8,6 +8,8 @@ with
 source as (
 
     select * from {{ source('app', 'users') }}
+    -- the dev target samples users and days (macros/dev_sample.sql); elsewhere: true
+    where {{ dev_user_sample('user_id') }}
 
 ),
 

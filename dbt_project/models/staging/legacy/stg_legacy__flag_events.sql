@@ -8,6 +8,9 @@ with
 source as (
 
     select * from {{ source('legacy', 'legacy_feature_flag_events') }}
+    -- the dev target samples users and days (macros/dev_sample.sql); elsewhere: true
+    where {{ dev_user_sample('"user"') }}
+      and {{ dev_recent_days('cast("timestamp" as date)') }}
 
 ),
 

@@ -324,11 +324,28 @@ def cmd_report(args: argparse.Namespace) -> int:
                     f"no allocation rows for experiment {args.experiment!r} in that range; "
                     f"experiments with data: {', '.join(experiments) or 'none'}"
                 )
+            if args.chart:
+                from expplatform.charts import write_allocation_chart
+
+                chart = write_allocation_chart(
+                    con, args.experiment, Path(args.chart), by_tier=args.by == "tier"
+                )
     except WarehouseBusyError as exc:
         return _err(str(exc))
     print(format_rows(rows, args.format))
     print(f"({len(rows)} rows in {1000 * (time.perf_counter() - started):.0f} ms)", file=sys.stderr)
+    if args.chart:
+        print(f"chart written to {chart}", file=sys.stderr)
     return 0
+
+
+# --- bench --------------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from expplatform.bench.cli import run_from_args
+
+    return run_from_args(args)
 
 
 # --- entry point --------------------------------------------------------------------------------------
@@ -371,8 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date_arg("--start"))
     p.add_argument("--end", type=_date_arg("--end"))
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--chart", metavar="PNG", help="also draw the allocation chart to this file")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for a busy warehouse")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="benchmark backfill, daily run, bare floor and dashboard")
+    from expplatform.bench.cli import add_bench_arguments
+
+    add_bench_arguments(p)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

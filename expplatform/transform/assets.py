@@ -13,7 +13,8 @@ dbt succeeded (see expplatform.transform.window).
 """
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from dagster import (
     AssetKey,
     AssetSpec,
     BackfillPolicy,
+    Output,
 )
 from dagster_dbt import (
     DagsterDbtTranslator,
@@ -35,6 +37,12 @@ from expplatform.config import DUCKDB_POOL
 from expplatform.partitions import daily_partitions, dates_in_window
 from expplatform.resources import LandingZoneResource
 from expplatform.transform import window
+from expplatform.transform.metadata import (
+    allocation_preview,
+    daily_fact_metadata,
+    health_metadata,
+    row_count,
+)
 from expplatform.transform.project import dbt_project, prepare_manifest
 from expplatform.warehouse import connect
 
@@ -43,6 +51,8 @@ DBT_BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
 LAYERS = ("staging", "intermediate", "marts")
 OWNERS = ["team:experimentation-data"]
 FCT_DAILY_KEY = AssetKey(["marts", "fct_experiment_exposures_daily"])
+ALLOCATION_KEY = AssetKey(["marts", "mart_experiment_allocation_daily"])
+HEALTH_KEY = AssetKey(["marts", "mart_experiment_health_daily"])
 MARTS_CONSUMER_KEYS = {
     AssetKey(["marts", "fct_experiment_assignments"]),
     AssetKey(["intermediate", "int_experiment_activity_daily"]),
@@ -90,9 +100,45 @@ prepare_manifest()
 MANIFEST = dbt_project.manifest_path
 
 
+def _relation(key: AssetKey) -> str | None:
+    """The warehouse table of a dbt asset; None for views (counting them re-reads raw)."""
+    layer, name = key.path[0], key.path[-1]
+    if layer == "staging":
+        return None
+    return f"{'seeds' if layer == 'registry' else layer}.{name}"
+
+
+def _metadata(
+    con: Any, key: AssetKey, fact_dates: Sequence[date], *, with_chart: bool
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    relation = _relation(key)
+    if relation and (rows := row_count(con, relation)) is not None:
+        extra["dagster/row_count"] = rows
+    if key == FCT_DAILY_KEY:
+        extra.update(daily_fact_metadata(con, fact_dates))
+    elif key == ALLOCATION_KEY:
+        extra.update(allocation_preview(con))
+    elif key == HEALTH_KEY:
+        extra.update(health_metadata(con, with_chart=with_chart))
+    return extra
+
+
 def _invoke(
-    context: AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource
+    context: AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: DuckDBResource,
+    *,
+    after: Callable[[Any], None] | None = None,
+    fact_dates: Sequence[date] = (),
 ) -> Iterator:
+    """Run `dbt build` for the selected models, then attach metadata and run `after`.
+
+    dbt holds DuckDB's write lock until it exits, so its events are collected
+    first; metadata is then read with one connection, on which `after` (the
+    bookkeeping) also runs — only if dbt succeeded. Models that did build are
+    still reported when a later one fails.
+    """
     # dbt runs in a subprocess with the project folder as working directory:
     # hand it the warehouse as an absolute path.
     os.environ["EXPPLATFORM_DUCKDB_PATH"] = str(Path(warehouse.database).resolve())
@@ -105,7 +151,24 @@ def _invoke(
     # A fixed target folder per op keeps dbt's partial parsing (no full re-parse
     # per run) and leaves no per-run folders behind; pool limit 1 serialises users.
     invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=target)
-    yield from invocation.stream()
+    events: list[Any] = []
+    failure: BaseException | None = None
+    try:
+        events.extend(invocation.stream())
+    except Exception as exc:  # re-raised below, after the built models are reported
+        failure = exc
+    with_chart = os.environ.get("EXPPLATFORM_CHART_METADATA", "1") != "0"
+    with connect(Path(warehouse.database), on_wait=context.log.info) as con:
+        for event in events:
+            if isinstance(event, Output):
+                key = context.asset_key_for_output(event.output_name)
+                extra = _metadata(con, key, fact_dates, with_chart=with_chart)
+                event = event.with_metadata({**event.metadata, **extra})
+            yield event
+        if failure is None and after is not None:
+            after(con)
+    if failure is not None:
+        raise failure
 
 
 @dbt_assets(
@@ -145,10 +208,8 @@ def daily_dbt_models(
         f"arrival dates {load_dates[0]} .. {load_dates[-1]}: recomputing {len(dates)} event "
         f"date(s) {dates[0]} .. {dates[-1]}"
     )
-    yield from _invoke(context, dbt, warehouse)
-    if FCT_DAILY_KEY in context.selected_asset_keys:
-        with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-            window.finish_daily_run(con)
+    finish = window.finish_daily_run if FCT_DAILY_KEY in context.selected_asset_keys else None
+    yield from _invoke(context, dbt, warehouse, after=finish, fact_dates=load_dates)
 
 
 @dbt_assets(
@@ -169,10 +230,8 @@ def marts_dbt_models(
         with connect(Path(warehouse.database), on_wait=context.log.info) as con:
             users, dates = window.prepare_marts_run(con)
         context.log.info(f"merging {users} pending user(s) and {dates} pending date(s)")
-    yield from _invoke(context, dbt, warehouse)
-    if consumes_queues:
-        with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-            window.finish_marts_run(con)
+    finish = window.finish_marts_run if consumes_queues else None
+    yield from _invoke(context, dbt, warehouse, after=finish)
 
 
 dbt_model_assets = [app_dbt_models, daily_dbt_models, marts_dbt_models]

@@ -25,14 +25,27 @@ dbt_project = DbtProject(
 )
 
 
+def _sources_newer_than(manifest: Path) -> bool:
+    """Whether a model, macro, seed, test or project file changed after the manifest was built."""
+    built = manifest.stat().st_mtime
+    root = Path(dbt_project.project_dir)
+    candidates = [root / "dbt_project.yml", root / "profiles.yml"]
+    for folder in ("models", "macros", "seeds", "tests", "analyses", "snapshots"):
+        if (root / folder).is_dir():
+            candidates.extend(p for p in (root / folder).rglob("*") if p.is_file())
+    return any(p.exists() and p.stat().st_mtime > built for p in candidates)
+
+
 def prepare_manifest(force: bool = False) -> Path:
     """Build target/manifest.json with `dbt parse` (needed before Definitions can load).
 
     `DbtProject.prepare_if_dev()` only acts under `dagster dev`; tests, CI and
-    the CLI call this instead. The manifest is build output, never committed.
+    the CLI call this instead. It re-parses when a dbt file is newer than the
+    manifest, so a stale manifest never hides a new model. The manifest is build
+    output, never committed.
     """
     manifest = dbt_project.manifest_path
-    if manifest.exists() and not force:
+    if not force and manifest.exists() and not _sources_newer_than(manifest):
         return manifest
     env = {**os.environ, **get_settings().env_for_dbt(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     result = subprocess.run(

@@ -51,3 +51,15 @@ def test_groups_are_the_layers():
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {"raw", "staging", "intermediate", "marts", "registry"}
+
+
+def test_every_asset_has_a_description_owner_kinds_and_columns():
+    for spec in defs.resolve_all_asset_specs():
+        name = spec.key.to_user_string()
+        assert spec.description, name
+        assert spec.owners, name
+        assert spec.kinds & {"duckdb", "dbt", "python"}, name
+        if spec.key.path[0] in ("raw", "marts"):
+            schema = spec.metadata.get("dagster/column_schema")
+            assert schema is not None and schema.columns, name
+            assert all(c.description for c in schema.columns if c.name.startswith("_")), name

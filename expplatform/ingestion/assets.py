@@ -7,12 +7,15 @@ changes are unpartitioned snapshots.
 
 from pathlib import Path
 
+import duckdb
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableSchema,
     asset,
 )
 from dagster_duckdb import DuckDBResource
@@ -29,9 +32,50 @@ from expplatform.ingestion.landing import (
 from expplatform.ingestion.loaders import LoadReport, load_daily_partitions, load_snapshot
 from expplatform.partitions import daily_partitions, dates_in_window
 from expplatform.resources import LandingZoneResource
-from expplatform.warehouse import connect
+from expplatform.warehouse import DDL, connect
 
 OWNERS = ["team:experimentation-data"]
+
+#: What the lineage and a few key columns mean; every column is listed with its type.
+COLUMN_DOCS = {
+    "_load_date": "arrival date: the date=YYYY-MM-DD folder the line came from (the partition)",
+    "_source_file": "file the line came from, relative to the landing zone",
+    "_line_number": "line (JSONL) or record (CSV, header = 1) number within the file",
+    "_loaded_at": "when the load ran (UTC)",
+    "event_id": "the partner's event id; retries repeat it (deduplicated downstream)",
+    "is_active": "'Y' or 'N'; an id with any 'N' copy is retracted",
+    "event_creationdate": "event time, UTC (from epoch milliseconds)",
+    "event_contextkeys_user": "user id (event.contextKeys.user)",
+    "event_value": "served value as JSON text (strings unquoted)",
+    "event_prereqof": "set when the flag was evaluated as a prerequisite: not an exposure",
+    "timestamp": "event time converted to UTC (offsets applied; none means UTC)",
+    "value": "served value parsed from true/false/t/f/1/0 (any case)",
+    "value_raw": "served value as written in the file",
+    "is_test_account": "test accounts are excluded from every fact and mart",
+    "tier": "standard, plus or premium (normalised to lower case)",
+    "effective_at": "from this instant on the user is on `tier`",
+}
+
+
+def column_schema(table: str) -> TableSchema:
+    """The column schema of a raw table, read from the DDL the loaders create."""
+    con = duckdb.connect()
+    try:
+        con.execute(DDL)
+        schema, name = table.split(".")
+        rows = con.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [schema, name],
+        ).fetchall()
+    finally:
+        con.close()
+    return TableSchema(
+        columns=[
+            TableColumn(column, data_type.lower(), description=COLUMN_DOCS.get(column))
+            for column, data_type in rows
+        ]
+    )
 
 
 def report_metadata(report: LoadReport) -> dict[str, object]:
@@ -72,6 +116,7 @@ def _daily_source_asset(spec: SourceSpec, description: str):
         kinds={"duckdb", "python"},
         owners=OWNERS,
         description=description,
+        metadata={"dagster/column_schema": column_schema(spec.table), "table": spec.table},
     )
     def _load(
         context: AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZoneResource
@@ -111,6 +156,7 @@ def _snapshot_asset(spec: SourceSpec, description: str):
         kinds={"duckdb", "python"},
         owners=OWNERS,
         description=description,
+        metadata={"dagster/column_schema": column_schema(spec.table), "table": spec.table},
     )
     def _load(
         context: AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZoneResource

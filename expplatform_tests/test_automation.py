@@ -1,0 +1,237 @@
+"""The daily schedule, the landing sensor and the freshness checks (issue 4)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetMaterialization,
+    DagsterEventType,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+    instance_for_test,
+)
+
+from expplatform.automation import freshness_checks, schedules, sensors
+from expplatform.automation.freshness import (
+    DAILY_FRESHNESS_ASSETS,
+    UNPARTITIONED_FRESHNESS_ASSETS,
+    freshness_checks_sensor,
+)
+from expplatform.automation.landing_sensor import (
+    FileStat,
+    landing_zone_sensor,
+    plan_landing_runs,
+)
+from expplatform.automation.schedules import last_complete_partition, materialize_all_daily
+from expplatform.jobs import materialize_all_job
+from expplatform_tests.conftest import ld_line, write_text
+
+LD = "launchdarkly/date={}/part-{}.jsonl"
+LEGACY = "legacy/date={}/export.csv"
+LEGACY_CSV = "id,user,timestamp,key,variation_name,value\nlg-1,u-1,2025-12-02T10:00:00Z,vault_launch,control,true\n"
+
+
+# --- schedule -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tick", "partition"),
+    [
+        (datetime(2025, 12, 10, 6, 0, tzinfo=UTC), "2025-12-09"),
+        (datetime(2026, 1, 1, 6, 0, tzinfo=UTC), "2025-12-31"),  # across the year
+    ],
+)
+def test_schedule_materializes_yesterday(tick, partition):
+    result = materialize_all_daily(build_schedule_context(scheduled_execution_time=tick))
+    assert isinstance(result, RunRequest)
+    assert result.partition_key == partition
+    assert result.run_key == f"daily-{partition}"
+
+
+def test_schedule_skips_before_the_first_partition_is_complete():
+    tick = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)  # 2025-12-01 is not over yet
+    result = materialize_all_daily(build_schedule_context(scheduled_execution_time=tick))
+    assert isinstance(result, SkipReason)
+
+
+def test_schedule_is_daily_at_six_utc_for_the_whole_graph_and_on_by_default():
+    assert schedules == [materialize_all_daily]
+    assert materialize_all_daily.cron_schedule == "0 6 * * *"
+    assert materialize_all_daily.execution_timezone == "UTC"
+    assert materialize_all_daily.job_name == materialize_all_job.name
+    assert materialize_all_daily.default_status == DefaultScheduleStatus.RUNNING
+
+
+def test_every_sensor_is_on_by_default():
+    names = {s.name for s in sensors}
+    assert names == {
+        "landing_zone_sensor",
+        "freshness_checks_sensor",
+        "alert_on_run_failure",
+        "alert_on_failed_checks",
+    }
+    assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors)
+
+
+# --- landing sensor -----------------------------------------------------------------------------
+
+
+def _touch(landing: Path, rel: str, text: str, mtime: int | None = None) -> Path:
+    path = write_text(landing / rel, text)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _tick(instance, cursor):
+    from expplatform.definitions import defs
+
+    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    data = landing_zone_sensor.evaluate_tick(context)
+    return {r.partition_key: r for r in data.run_requests}, data.cursor
+
+
+def test_landing_sensor_requests_changed_partitions_once(landing, monkeypatch):
+    monkeypatch.setenv("EXPPLATFORM_LANDING_DIR", str(landing))
+    line = ld_line("ld-1", "u-1", 1764669600000) + "\n"
+    _touch(landing, LD.format("2025-12-02", 0), line)
+    _touch(landing, LD.format("2025-12-03", 0), line)
+    _touch(landing, LEGACY.format("2025-12-03"), LEGACY_CSV)
+    _touch(landing, "legacy/date=2025-12-03/.export-2.csv.tmp", "in flight")  # ignored
+    _touch(landing, LD.format("2025-11-30", 0), line)  # before EXPPLATFORM_START_DATE
+    _touch(landing, LD.format("2999-01-01", 0), line)  # not a partition yet
+    latest = last_complete_partition(datetime.now(UTC))
+
+    with instance_for_test() as instance:
+        # 12-02 was loaded after its file landed (e.g. by `make run`): the first tick skips it.
+        instance.report_runless_asset_event(
+            AssetMaterialization(
+                AssetKey(["raw", "partner_directpush_launchdarkly_events"]), partition="2025-12-02"
+            )
+        )
+        requests, cursor = _tick(instance, None)
+        # one request per partition, however many of its folders changed
+        assert set(requests) == {"2025-12-03"}
+        assert requests["2025-12-03"].run_key.startswith("landing-2025-12-03-")
+        assert (
+            "legacy/date=2025-12-03/export.csv"
+            in requests["2025-12-03"].tags["expplatform/landing_changes"]
+        )
+
+        requests, cursor = _tick(instance, cursor)
+        assert requests == {}, "nothing changed: nothing requested twice"
+
+        # a re-delivery into an old folder
+        _touch(landing, LD.format("2025-12-02", 1), line)
+        requests, cursor = _tick(instance, cursor)
+        assert set(requests) == {"2025-12-02"}
+        first_key = requests["2025-12-02"].run_key
+        assert _tick(instance, cursor)[0] == {}
+
+        # a rewritten file (same name, new size and mtime) requests the partition again
+        _touch(landing, LD.format("2025-12-02", 1), line * 2, mtime=1_900_000_000)
+        requests, cursor = _tick(instance, cursor)
+        assert set(requests) == {"2025-12-02"}
+        assert requests["2025-12-02"].run_key != first_key
+
+        # a new users snapshot requests the latest partition (its run reloads users)
+        _touch(
+            landing, "users/users_2025-12-05.csv", "user_id,created_at,country,is_test_account\n"
+        )
+        requests, cursor = _tick(instance, cursor)
+        assert set(requests) == {latest}
+
+        # deleting a file requests nothing (a retention job must not wipe a partition)
+        (landing / LD.format("2025-12-03", 0)).unlink()
+        assert _tick(instance, cursor)[0] == {}
+
+
+def test_landing_plan_skips_partitions_outside_the_definition_and_keys_are_deterministic():
+    stat = FileStat(10, 1)
+    snapshot = {
+        "launchdarkly/date=2025-11-30": {"a.jsonl": stat},
+        "launchdarkly/date=2025-12-09": {"a.jsonl": stat},
+        "legacy/date=2025-12-09": {"b.csv": stat},
+        "launchdarkly/date=2025-12-10": {"a.jsonl": stat},  # "today"
+        "subscriptions": {"changes.csv": stat},
+    }
+    args = dict(first_partition=date(2025, 12, 1), last_partition=date(2025, 12, 9))
+    plan = plan_landing_runs({}, snapshot, **args)
+    assert set(plan.requests) == {"2025-12-09"}  # subscriptions join the latest partition
+    assert len(plan.requests["2025-12-09"]) == 3
+    assert sorted(s.split(":")[0] for s in plan.skipped) == [
+        "launchdarkly/date=2025-11-30",
+        "launchdarkly/date=2025-12-10",
+    ]
+    # skipped folders stay out of the cursor: today's files are requested once today is a partition
+    assert "launchdarkly/date=2025-12-10" not in plan.state
+    assert plan_landing_runs({}, snapshot, **args).run_keys == plan.run_keys
+    later = plan_landing_runs(plan.state, snapshot, date(2025, 12, 1), date(2025, 12, 10))
+    assert set(later.requests) == {"2025-12-10"}
+
+
+# --- freshness ----------------------------------------------------------------------------------
+
+
+def test_freshness_checks_cover_the_raw_and_mart_assets_and_have_a_sensor():
+    keys = {spec.key for checks in freshness_checks for spec in checks.check_specs}
+    assert keys == {
+        AssetCheckKey(key, "freshness_check")
+        for key in [*DAILY_FRESHNESS_ASSETS, *UNPARTITIONED_FRESHNESS_ASSETS]
+    }
+    assert {k.to_user_string() for k in DAILY_FRESHNESS_ASSETS} == {
+        "raw/partner_directpush_launchdarkly_events",
+        "raw/legacy_feature_flag_events",
+        "marts/fct_experiment_exposures_daily",
+    }
+    assert {k.to_user_string() for k in UNPARTITIONED_FRESHNESS_ASSETS} == {
+        "marts/mart_experiment_allocation_daily",
+        "marts/mart_experiment_health_daily",
+    }
+    assert freshness_checks_sensor in sensors
+    assert freshness_checks_sensor.asset_selection is not None
+
+
+def test_freshness_checks_pass_only_for_the_expected_partition():
+    """Run the real checks (a check-only run, no warehouse) after faking two loads."""
+    from expplatform.definitions import defs
+
+    now = datetime.now(UTC)
+    # the last 09:00 UTC deadline that passed (yesterday's before 09:00) → the partition it expects
+    deadline = now.replace(hour=9, minute=0, second=0, microsecond=0)
+    if deadline > now:
+        deadline -= timedelta(days=1)
+    expected = last_complete_partition(deadline)
+    with instance_for_test() as instance:
+        fresh = AssetKey(["raw", "legacy_feature_flag_events"])
+        instance.report_runless_asset_event(AssetMaterialization(fresh, partition=expected))
+        instance.report_runless_asset_event(
+            AssetMaterialization(AssetKey(["marts", "mart_experiment_health_daily"]))
+        )
+        keys = {spec.key for checks in freshness_checks for spec in checks.check_specs}
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_check_selection=keys, asset_selection=set()
+        )
+        result = job.execute_in_process(instance=instance)
+        passed = {
+            e.event_specific_data.asset_key.to_user_string(): e.event_specific_data.passed
+            for e in result.all_events
+            if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+        }
+    assert passed == {
+        "raw/legacy_feature_flag_events": True,
+        "raw/partner_directpush_launchdarkly_events": False,
+        "marts/fct_experiment_exposures_daily": False,
+        "marts/mart_experiment_health_daily": True,
+        "marts/mart_experiment_allocation_daily": False,
+    }

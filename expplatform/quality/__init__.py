@@ -1,6 +1,11 @@
-"""Data-quality asset checks written in Python (dbt tests arrive as checks through dagster-dbt)."""
+"""Data-quality asset checks written in Python (dbt tests arrive as checks through dagster-dbt).
+
+The checks are in :mod:`expplatform.quality.checks`, their SQL and thresholds in
+:mod:`expplatform.quality.queries`.
+"""
 
 from __future__ import annotations
 
-#: Every Python asset check of the platform; wired into the Definitions.
-asset_checks: list = []
+from expplatform.quality.checks import asset_checks
+
+__all__ = ["asset_checks"]

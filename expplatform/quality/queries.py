@@ -1,0 +1,492 @@
+"""The SQL of every Python asset check, as pure functions of their parameters.
+
+Each function returns a complete query with its parameters inlined as literals,
+so the text a check ran is also the text an engineer pastes into
+`duckdb data/warehouse.duckdb` to reproduce a finding. Every query returns
+exactly the findings: no row means the check passes.
+
+Thresholds are named constants here; the checks' descriptions quote them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+# --- thresholds ------------------------------------------------------------------------------------
+
+#: srm_status values that fail the sample-ratio checks (ERROR and WARN respectively).
+SRM_UNHEALTHY = "unhealthy"
+SRM_WARNING = "warning"
+
+#: Users in several variations: WARN above this share of an experiment's assigned users...
+MULTIPLE_VARIATION_MAX_SHARE = 0.01
+#: ...once the experiment has at least this many assigned users (a few users make noisy shares).
+MULTIPLE_VARIATION_MIN_USERS = 10
+
+#: Rejected lines / lines of a source's arrival partition: WARN above, ERROR above.
+REJECTED_RATE_WARN = 0.001
+REJECTED_RATE_ERROR = 0.05
+
+#: A day's exposures outside median × (1 ± this) of the trailing days is an anomaly (WARN)...
+VOLUME_MAX_RELATIVE_CHANGE = 0.5
+#: ...the trailing window, in days; a date with fewer prior days of the experiment is skipped.
+VOLUME_TRAILING_DAYS = 7
+
+# --- tables ------------------------------------------------------------------------------------------
+
+HEALTH = "marts.mart_experiment_health_daily"
+HEALTH_BY_TIER = "marts.mart_experiment_health_by_tier_daily"
+ASSIGNMENTS = "marts.fct_experiment_assignments"
+EXPOSURES_DAILY = "marts.fct_experiment_exposures_daily"
+VARIATIONS = "marts.dim_experiment_variations"
+REGISTRY = "seeds.experiments"
+STG_LAUNCHDARKLY = "staging.stg_launchdarkly__flag_events"
+STG_LEGACY = "staging.stg_legacy__flag_events"
+STG_USERS = "staging.stg_app__users"
+REJECTED = "raw.rejected_records"
+RECOMPUTE_DATES = "ops.recompute_dates"
+
+#: The raw table of each daily source and its event-time column.
+RAW_EVENT_TIME = {
+    "raw.partner_directpush_launchdarkly_events": "event_creationdate",
+    "raw.legacy_feature_flag_events": '"timestamp"',
+}
+
+
+def date_list(dates: Sequence[date]) -> str:
+    """A DuckDB list literal of dates (typed even when empty)."""
+    if not dates:
+        return "cast([] as date[])"
+    return "[" + ", ".join(f"date '{d.isoformat()}'" for d in sorted(set(dates))) + "]"
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def recompute_dates_sql() -> str:
+    """The event dates the last daily run recomputed (written by the daily op before dbt)."""
+    return f"select recompute_date from {RECOMPUTE_DATES} order by recompute_date"
+
+
+# --- sample-ratio mismatch -----------------------------------------------------------------------------
+
+
+def srm_findings_sql(dates: Sequence[date], *, by_tier: bool = False) -> str:
+    """Unhealthy or warning sample-ratio rows on each experiment's latest date or on `dates`.
+
+    With `by_tier`, rows of mart_experiment_health_by_tier_daily (status on the
+    Bonferroni-corrected p-value). `users_by_variation` shows the test users per
+    registered variation (users in several variations left out) and the expected shares.
+    """
+    if by_tier:
+        table = HEALTH_BY_TIER
+        columns = (
+            "subscription_tier, assigned_users, test_users, srm_chi_square, srm_p_value, "
+            "srm_p_value_bonferroni"
+        )
+        group = ["experiment_key", "date", "subscription_tier"]
+    else:
+        table = HEALTH
+        columns = "assigned_users, multiple_variation_users, srm_chi_square, srm_p_value"
+        group = ["experiment_key", "date"]
+    keys = ", ".join(group)
+    flagged_keys = ", ".join(f"flagged.{c}" for c in group)
+    join_on = "\n    and ".join(f"flagged.{c} = users_by_variation.{c}" for c in group)
+    tier_match = (
+        "\n        and new_test_users.subscription_tier = flagged.subscription_tier"
+        if by_tier
+        else ""
+    )
+    tier_column = "subscription_tier, " if by_tier else ""
+    return f"""
+with
+
+evaluated as (
+    select experiment_key, date, {columns}, srm_status
+    from {table}
+    qualify date = max(date) over (partition by experiment_key)
+        or date in (select unnest({date_list(dates)}))
+),
+
+flagged as (
+    select * from evaluated where srm_status in ('{SRM_UNHEALTHY}', '{SRM_WARNING}')
+),
+
+expected_shares as (
+    select
+        experiment_key,
+        variation_name,
+        expected_weight / sum(expected_weight) over (partition by experiment_key) as expected_share
+    from {VARIATIONS}
+),
+
+new_test_users as (
+    select experiment_key, {tier_column}variation_name, assignment_date, count(*) as users
+    from {ASSIGNMENTS}
+    where not has_multiple_variations
+    group by all
+),
+
+observed as (
+    select
+        {flagged_keys},
+        expected_shares.variation_name,
+        expected_shares.expected_share,
+        coalesce(sum(new_test_users.users), 0) as users
+    from flagged
+    inner join expected_shares
+        on flagged.experiment_key = expected_shares.experiment_key
+    left join new_test_users
+        on new_test_users.experiment_key = flagged.experiment_key
+        and new_test_users.variation_name = expected_shares.variation_name
+        and new_test_users.assignment_date <= flagged.date{tier_match}
+    group by all
+),
+
+observed_shares as (
+    select *, users / nullif(sum(users) over (partition by {keys}), 0) as observed_share
+    from observed
+),
+
+users_by_variation as (
+    select
+        {keys},
+        string_agg(
+            variation_name || ' ' || users || ' (' || coalesce(round(100 * observed_share, 1), 0)
+                || '%, expected ' || round(100 * expected_share, 1) || '%)',
+            ', ' order by variation_name
+        ) as users_by_variation
+    from observed_shares
+    group by {keys}
+)
+
+select flagged.*, users_by_variation.users_by_variation
+from flagged
+left join users_by_variation
+    on {join_on}
+order by {flagged_keys}
+""".strip()
+
+
+# --- users in several variations -------------------------------------------------------------------------
+
+
+def multiple_variation_findings_sql() -> str:
+    """Experiments (of at least the minimum size) whose multiple-variation share is above the limit."""
+    return f"""
+select
+    experiment_key,
+    count(*) as assigned_users,
+    count(*) filter (where has_multiple_variations) as multiple_variation_users,
+    count(*) filter (where has_multiple_variations) / count(*) as multiple_variation_share
+from {ASSIGNMENTS}
+group by experiment_key
+having count(*) >= {MULTIPLE_VARIATION_MIN_USERS}
+    and count(*) filter (where has_multiple_variations) / count(*) > {MULTIPLE_VARIATION_MAX_SHARE}
+order by experiment_key
+""".strip()
+
+
+# --- exposures to unregistered variations ----------------------------------------------------------------
+
+
+def unregistered_variation_findings_sql() -> str:
+    """Daily exposure rows whose variation is not in the registry (is_treatment is null)."""
+    return f"""
+select
+    experiment_key,
+    variation_name,
+    count(distinct user_id) as users,
+    sum(exposures) as exposures,
+    min(exposure_date) as first_date,
+    max(exposure_date) as last_date
+from {EXPOSURES_DAILY}
+where is_treatment is null
+group by experiment_key, variation_name
+order by experiment_key, variation_name nulls first
+""".strip()
+
+
+# --- rejected records ---------------------------------------------------------------------------------------
+
+
+def rejected_rate_findings_sql(source: str, raw_table: str, load_dates: Sequence[date]) -> str:
+    """Arrival partitions of a source whose rejected share of lines is above the WARN threshold.
+
+    lines = rows loaded into the raw table + rows rejected (the loaders guarantee
+    loaded + rejected = lines for every file).
+    """
+    dates = date_list(load_dates)
+    return f"""
+with
+
+loaded as (
+    select _load_date as load_date, count(*) as loaded
+    from {raw_table}
+    where _load_date in (select unnest({dates}))
+    group by _load_date
+),
+
+rejected_by_reason as (
+    select _load_date as load_date, reason, count(*) as rejected
+    from {REJECTED}
+    where source = {quote_literal(source)} and _load_date in (select unnest({dates}))
+    group by _load_date, reason
+),
+
+rejected as (
+    select
+        load_date,
+        sum(rejected) as rejected,
+        string_agg(reason || ' ' || rejected, ', ' order by rejected desc, reason) as reasons
+    from rejected_by_reason
+    group by load_date
+),
+
+rates as (
+    select
+        coalesce(loaded.load_date, rejected.load_date) as load_date,
+        coalesce(loaded.loaded, 0) + coalesce(rejected.rejected, 0) as lines,
+        coalesce(rejected.rejected, 0) as rejected,
+        coalesce(rejected.rejected, 0) / (coalesce(loaded.loaded, 0) + coalesce(rejected.rejected, 0))
+            as rejected_rate,
+        rejected.reasons
+    from loaded
+    full join rejected on loaded.load_date = rejected.load_date
+)
+
+select load_date, lines, rejected, rejected_rate, reasons
+from rates
+where rejected_rate > {REJECTED_RATE_WARN}
+order by load_date
+""".strip()
+
+
+# --- late events ----------------------------------------------------------------------------------------------
+
+
+def late_events_findings_sql(raw_table: str, load_dates: Sequence[date], lookback_days: int) -> str:
+    """Raw events of the arrival partitions dated before arrival date - lookback, per event date."""
+    event_time = RAW_EVENT_TIME[raw_table]
+    return f"""
+select
+    _load_date as arrival_date,
+    cast({event_time} as date) as event_date,
+    _load_date - cast({event_time} as date) as days_late,
+    count(*) as events
+from {raw_table}
+where _load_date in (select unnest({date_list(load_dates)}))
+    and cast({event_time} as date) < _load_date - {int(lookback_days)}
+group by all
+order by arrival_date, event_date
+""".strip()
+
+
+# --- reconciliation of exposed users -----------------------------------------------------------------------------
+
+
+def reconciliation_findings_sql(dates: Sequence[date]) -> str:
+    """Experiment-dates whose exposed users in staging differ from fct_experiment_exposures_daily.
+
+    An independent recomputation of the contract's rules in plain SQL over the
+    staging views: one event per source and event id (the earliest copy; none
+    if any copy is retracted), active `feature` evaluations that are not
+    prerequisites, of a registered flag, dated within the experiment, test
+    accounts of the newest users snapshot left out.
+    """
+    dates_literal = date_list(dates)
+    if dates:
+        first = min(dates).isoformat()
+        end = (max(dates) + timedelta(days=1)).isoformat()
+        # the range filter lets DuckDB skip the raw row groups of other dates
+        window = (
+            f"event_at >= timestamp '{first}' and event_at < timestamp '{end}' "
+            f"and event_date in (select unnest({dates_literal}))"
+        )
+    else:
+        window = "false"
+    events_columns = (
+        "event_id, user_id, event_at, event_date, flag_key, is_active, is_retracted, "
+        "event_kind, prerequisite_of, _load_date, _source_file, _line_number"
+    )
+    return f"""
+with
+
+events as (
+    select 'launchdarkly' as source, {events_columns}
+    from {STG_LAUNCHDARKLY}
+    where {window}
+    union all
+    select 'legacy' as source, {events_columns}
+    from {STG_LEGACY}
+    where {window}
+),
+
+events_deduplicated as (
+    select *
+    from events
+    qualify row_number() over (
+            partition by source, event_id
+            order by event_at, _load_date, _source_file, _line_number
+        ) = 1
+        and not bool_or(is_retracted) over (partition by source, event_id)
+),
+
+test_accounts as (
+    select user_id from {STG_USERS} where is_test_account
+),
+
+staging_users as (
+    select distinct
+        registry.experiment_key,
+        events.event_date as exposure_date,
+        events.user_id
+    from events_deduplicated as events
+    inner join {REGISTRY} as registry
+        on (events.source = 'launchdarkly' and events.flag_key = registry.launchdarkly_flag_key)
+        or (events.source = 'legacy' and events.flag_key = registry.legacy_flag_key)
+    left join test_accounts on events.user_id = test_accounts.user_id
+    where events.is_active
+        and events.event_kind = 'feature'
+        and coalesce(events.prerequisite_of, '') = ''
+        and events.event_date >= registry.start_date
+        and (registry.end_date is null or events.event_date <= registry.end_date)
+        and test_accounts.user_id is null
+),
+
+fct_users as (
+    select distinct experiment_key, exposure_date, user_id
+    from {EXPOSURES_DAILY}
+    where exposure_date in (select unnest({dates_literal}))
+),
+
+compared as (
+    select
+        coalesce(staging_users.experiment_key, fct_users.experiment_key) as experiment_key,
+        coalesce(staging_users.exposure_date, fct_users.exposure_date) as exposure_date,
+        count(staging_users.user_id) as staging_users,
+        count(fct_users.user_id) as fct_users,
+        count(*) filter (where fct_users.user_id is null) as missing_from_fct,
+        count(*) filter (where staging_users.user_id is null) as not_in_staging,
+        list(coalesce(staging_users.user_id, fct_users.user_id) order by coalesce(staging_users.user_id, fct_users.user_id))
+            filter (where staging_users.user_id is null or fct_users.user_id is null)
+            as differing_users
+    from staging_users
+    full join fct_users
+        on staging_users.experiment_key = fct_users.experiment_key
+        and staging_users.exposure_date = fct_users.exposure_date
+        and staging_users.user_id = fct_users.user_id
+    group by all
+)
+
+select
+    experiment_key,
+    exposure_date,
+    staging_users,
+    fct_users,
+    missing_from_fct,
+    not_in_staging,
+    differing_users[1:10] as sample_differing_users
+from compared
+where missing_from_fct > 0 or not_in_staging > 0
+order by experiment_key, exposure_date
+""".strip()
+
+
+# --- exposure volume ----------------------------------------------------------------------------------------------
+
+
+def volume_anomaly_findings_sql(dates: Sequence[date]) -> str:
+    """Experiment-dates of `dates` whose exposures are outside ±50% of the trailing 7-day median.
+
+    Days of the trailing window without any exposure count 0 (an outage is what
+    this catches). A date is evaluated once the experiment has 7 days before it
+    (from its first exposure date) and while it runs (registry start/end dates).
+    """
+    dates_literal = date_list(dates)
+    days = VOLUME_TRAILING_DAYS
+    low, high = 1 - VOLUME_MAX_RELATIVE_CHANGE, 1 + VOLUME_MAX_RELATIVE_CHANGE
+    if dates:
+        span_start = (min(dates) - timedelta(days=days)).isoformat()
+        span_end = max(dates).isoformat()
+    else:
+        span_start = span_end = date.min.isoformat()
+    return f"""
+with
+
+first_dates as (
+    select experiment_key, min(exposure_date) as first_date
+    from {EXPOSURES_DAILY}
+    group by experiment_key
+),
+
+spine as (
+    select
+        first_dates.experiment_key,
+        first_dates.first_date,
+        cast(unnest(generate_series(
+            greatest(first_dates.first_date, date '{span_start}'),
+            date '{span_end}',
+            interval 1 day
+        )) as date) as date
+    from first_dates
+),
+
+daily as (
+    select experiment_key, exposure_date, cast(sum(exposures) as bigint) as exposures
+    from {EXPOSURES_DAILY}
+    where exposure_date >= date '{span_start}' and exposure_date <= date '{span_end}'
+    group by experiment_key, exposure_date
+),
+
+series as (
+    select
+        spine.experiment_key,
+        spine.first_date,
+        spine.date,
+        coalesce(daily.exposures, 0) as exposures
+    from spine
+    left join daily
+        on spine.experiment_key = daily.experiment_key
+        and spine.date = daily.exposure_date
+),
+
+with_trailing as (
+    select
+        experiment_key,
+        first_date,
+        date,
+        exposures,
+        median(exposures) over previous_days as trailing_median,
+        count(*) over previous_days as trailing_days
+    from series
+    window previous_days as (
+        partition by experiment_key
+        order by date
+        rows between {days} preceding and 1 preceding
+    )
+)
+
+select
+    with_trailing.experiment_key,
+    with_trailing.date,
+    with_trailing.exposures,
+    with_trailing.trailing_median,
+    with_trailing.exposures / nullif(with_trailing.trailing_median, 0) - 1 as relative_change
+from with_trailing
+inner join {REGISTRY} as registry
+    on with_trailing.experiment_key = registry.experiment_key
+where with_trailing.date in (select unnest({dates_literal}))
+    and with_trailing.date - {days} >= with_trailing.first_date
+    and with_trailing.trailing_days = {days}
+    and with_trailing.date >= registry.start_date
+    and (registry.end_date is null or with_trailing.date <= registry.end_date)
+    and (
+        with_trailing.exposures < {low} * with_trailing.trailing_median
+        or with_trailing.exposures > {high} * with_trailing.trailing_median
+    )
+order by with_trailing.experiment_key, with_trailing.date
+""".strip()

@@ -6,10 +6,13 @@ comments next to each event); nothing is computed with the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 from dagster import instance_for_test
 
@@ -284,3 +287,63 @@ def test_late_event_lands_on_its_own_date_when_its_folder_runs(built, tmp_path):
             "select exposure_date, first_exposure_at from marts.fct_experiment_exposures_daily "
             "where user_id = 'u-6'",
         ) == [(D[1], t(1, 23, 30))]
+
+
+def test_a_daily_run_reads_only_its_window(built, tmp_path):
+    """Day 3 with no lookback recomputes 12-03 only: older raw days are not read again.
+
+    The older raw partitions are deleted from a copy of the clean build before the run;
+    if the run re-read them, 12-01 and 12-02 would lose their rows.
+    """
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(built.duckdb_path, copy)
+    con = duckdb.connect(str(copy))
+    for table in ("partner_directpush_launchdarkly_events", "legacy_feature_flag_events"):
+        con.execute(f"delete from raw.{table} where _load_date < '2025-12-03'")
+    con.close()
+    settings = dataclasses.replace(make_settings(tmp_path, built.landing_dir, 0), duckdb_path=copy)
+    with instance_for_test() as instance:
+        run_range(settings, instance, D[3], D[3])
+    assert snapshot(copy) == snapshot(built.duckdb_path)
+
+
+def test_dev_target_keeps_a_consistent_user_sample(built, tmp_path, monkeypatch):
+    """EXPPLATFORM_DBT_TARGET=dev keeps the users whose hash falls in the sample, everywhere."""
+    import importlib
+
+    import expplatform.transform.project as project
+
+    monkeypatch.setenv("EXPPLATFORM_DBT_TARGET", "dev")
+    monkeypatch.setenv("EXPPLATFORM_DEV_SAMPLE_PCT", "50")
+    importlib.reload(project)
+    try:
+        settings = make_settings(tmp_path, built.landing_dir)
+        with instance_for_test() as instance:
+            run_range(settings, instance, D[1], D[4])
+    finally:
+        monkeypatch.undo()
+        importlib.reload(project)
+    fixture_users = sorted({row[1] for row in EXPECTED_DAILY})
+    con = duckdb.connect()
+    kept = [
+        u
+        for u in fixture_users
+        if con.execute("select hash(?::varchar) % 10000 < 5000", [u]).fetchone()[0]
+    ]
+    assert 0 < len(kept) < len(fixture_users)  # the fixture is big enough to sample
+    sampled = query(
+        settings.duckdb_path,
+        "select distinct user_id from marts.fct_experiment_exposures_daily order by 1",
+    )
+    assert [r[0] for r in sampled] == kept
+    # The kept users' rows are exactly those of the full build.
+    full = [r for r in EXPECTED_DAILY if r[1] in kept]
+    assert (
+        query(
+            settings.duckdb_path,
+            "select experiment_key, user_id, exposure_date, first_exposure_at, variation_name, "
+            "is_treatment, variations_seen, exposures, subscription_tier "
+            "from marts.fct_experiment_exposures_daily order by user_id, exposure_date",
+        )
+        == full
+    )

@@ -5,6 +5,11 @@ even a reader) fails with a lock error while another holds the file. Dagster
 serialises our own steps with a pool of one; `connect()` additionally waits
 and retries with a clear message, so a CLI reader never crashes on a busy
 warehouse.
+
+A process killed while writing leaves `<file>.wal` behind. DuckDB replays its
+committed transactions (and drops uncommitted ones) when the file is next
+opened; `connect()` says so in one line. Failure handling is described in
+docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -123,6 +128,19 @@ def duckdb_settings() -> dict[str, str]:
     }
 
 
+def wal_path(path: Path) -> Path:
+    """DuckDB's write-ahead log of a database file (present only after an unclean exit)."""
+    return path.with_name(path.name + ".wal")
+
+
+def recovery_message(path: Path, wal_bytes: int) -> str:
+    return (
+        f"warehouse {path.name}: recovering from {path.name}.wal ({wal_bytes} bytes) left by a "
+        "process that did not close it cleanly (crash or kill); DuckDB replays its committed "
+        "transactions and discards the uncommitted ones"
+    )
+
+
 class WarehouseBusyError(RuntimeError):
     """The warehouse file stayed locked by another process for the whole wait."""
 
@@ -143,9 +161,11 @@ def open_connection(
     """Open the warehouse, waiting while another process holds the lock.
 
     `on_wait` receives a human message each time we back off (the CLI prints
-    it; assets log it). Raises WarehouseBusyError after `wait_seconds`.
+    it; assets log it), and the recovery line when a WAL left by a killed
+    writer is replayed. Raises WarehouseBusyError after `wait_seconds`.
     """
     path = Path(path)
+    wal = wal_path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(
             f"warehouse {path} does not exist yet: run `expplatform materialize` first"
@@ -154,9 +174,14 @@ def open_connection(
     deadline = time.monotonic() + wait_seconds
     delay = 0.2
     while True:
+        # A live writer also has a WAL, but then the connect below fails on the lock; a WAL
+        # still there once we hold the file was left by a writer that never closed it.
+        wal_bytes = wal.stat().st_size if wal.exists() else None
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=duckdb_settings())
             con.execute("set TimeZone = 'UTC'")
+            if wal_bytes is not None and wal.exists():
+                (on_wait or log.warning)(recovery_message(path, wal_bytes))
             return con
         except duckdb.Error as exc:
             if not is_lock_error(exc) or time.monotonic() >= deadline:
@@ -190,3 +215,27 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+#: Fault injection for the crash tests (docs/RELIABILITY.md). Inert unless both are set.
+PAUSE_AT_ENV = "EXPPLATFORM_TEST_PAUSE_AT"
+PAUSE_FILE_ENV = "EXPPLATFORM_TEST_PAUSE_FILE"
+
+
+def pause_point(point: str, detail: str = "") -> None:
+    """Let a test SIGKILL this process at a known place; does nothing in normal runs.
+
+    When EXPPLATFORM_TEST_PAUSE_AT is `point` (or `point:SUFFIX` and `detail`
+    ends with SUFFIX) and EXPPLATFORM_TEST_PAUSE_FILE names a file: write that
+    file, then sleep (up to 10 minutes) waiting for the kill.
+    """
+    wanted, marker = os.environ.get(PAUSE_AT_ENV), os.environ.get(PAUSE_FILE_ENV)
+    if not wanted or not marker:
+        return
+    name, _, suffix = wanted.partition(":")
+    if name != point or (suffix and not detail.endswith(suffix)):
+        return
+    tmp = Path(marker + ".tmp")
+    tmp.write_text(f"{point} {detail} pid={os.getpid()}\n")
+    tmp.replace(marker)
+    time.sleep(600)

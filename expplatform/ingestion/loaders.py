@@ -18,6 +18,7 @@ import csv
 import gzip
 import io
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from expplatform.ingestion.landing import (
     partition_folder,
     relative_name,
 )
+from expplatform.warehouse import pause_point
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,17 @@ def _read_csv_sql(columns: Sequence[str]) -> str:
     """
 
 
+def duckdb_file_path(path: Path) -> str:
+    """`path` as DuckDB's readers must receive it to read that one file.
+
+    The readers expand glob patterns: a file named `part[1].jsonl` would read
+    `part1.jsonl` instead, and `*.jsonl` every file of the folder. Each of
+    `[ * ?` becomes a one-character class (`[[]`, `[*]`, `[?]`), which matches
+    only itself.
+    """
+    return re.sub(r"[\[*?]", lambda m: f"[{m.group(0)}]", str(path))
+
+
 def _read_header(path: Path) -> list[str]:
     """The CSV header of a file (BOM and CRLF tolerated); [] for an empty file."""
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -196,7 +209,10 @@ def _stage_lines(
     """
     con.execute("drop table if exists _reader_rejects; drop table if exists _reader_scans")
     try:
-        con.execute(f"create or replace temp table _raw_lines as {read_sql}", {"path": str(path)})
+        con.execute(
+            f"create or replace temp table _raw_lines as {read_sql}",
+            {"path": duckdb_file_path(path)},
+        )
     except duckdb.Error as exc:
         raise LoadError(f"{source_file}: cannot be read: {_describe(exc)}") from None
     con.execute(
@@ -330,7 +346,7 @@ def _load_launchdarkly_file(
                    when blank(event_id) then 'missing_event_id'
                    when blank(user_id) then 'missing_user_id'
                    when creation_type is null or creation_type = 'NULL' then 'missing_timestamp'
-                   when creation_ms is null then 'invalid_timestamp'
+                   when creation_ms is null or creation_ms < 0 then 'invalid_timestamp'
                    when creation_ms < 1e11 then 'timestamp_in_seconds'
                    when try(epoch_ms(creation_ms::bigint)) is null then 'invalid_timestamp'
                    when epoch_ms(creation_ms::bigint) >= $load_date::date + interval 2 day
@@ -600,6 +616,7 @@ def load_daily_partitions(
                 source_file = relative_name(path, landing_dir)
                 file_report = loader(con, path, source_file, load_date, loaded_at)
                 report.files.append(file_report)
+                pause_point("ingestion", source_file)  # crash tests: killed mid-transaction
                 if progress:
                     progress(
                         f"{source_file}: {file_report.loaded} loaded, "

@@ -13,6 +13,7 @@ dbt succeeded (see expplatform.transform.window).
 """
 
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -44,10 +45,14 @@ from expplatform.transform.metadata import (
     row_count,
 )
 from expplatform.transform.project import dbt_project, prepare_manifest
-from expplatform.warehouse import connect
+from expplatform.warehouse import connect, is_lock_error, pause_point
 
 #: dbt unit tests run in the test suite (`dbt test --select test_type:unit`), not in every run.
 DBT_BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
+#: dbt opens the warehouse once, at start-up, with no retry of its own: when another process
+#: (a `report`, an analyst's notebook) holds the file then, dbt fails before building anything
+#: and is started again after 2, 4, 8, 16 s.
+DBT_LOCK_ATTEMPTS = 5
 LAYERS = ("staging", "intermediate", "marts")
 OWNERS = ["team:experimentation-data"]
 FCT_DAILY_KEY = AssetKey(["marts", "fct_experiment_exposures_daily"])
@@ -71,12 +76,17 @@ def layer_of(dbt_resource_props: Mapping[str, Any]) -> str:
 
 
 class ExpplatformDbtTranslator(DagsterDbtTranslator):
-    """Asset keys `[layer, model]`, groups by layer; ops bookkeeping tables are not assets."""
+    """Asset keys `[layer, relation]`, groups by layer; ops bookkeeping tables are not assets."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             return super().get_asset_key(dbt_resource_props)
-        return AssetKey([layer_of(dbt_resource_props), dbt_resource_props["name"]])
+        # The relation's name (dbt's alias), not the model's: all versions of a versioned mart
+        # share one name, and the latest is materialized under it while an older one is
+        # `<name>_v<N>` (macros/generate_alias_name.sql). So the latest keeps `[marts, <name>]`
+        # and an old version kept for its consumers is `[marts, <name>_v<N>]`.
+        name = dbt_resource_props.get("alias") or dbt_resource_props["name"]
+        return AssetKey([layer_of(dbt_resource_props), name])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return layer_of(dbt_resource_props)
@@ -150,13 +160,25 @@ def _invoke(
     )
     # A fixed target folder per op keeps dbt's partial parsing (no full re-parse
     # per run) and leaves no per-run folders behind; pool limit 1 serialises users.
-    invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=target)
-    events: list[Any] = []
-    failure: BaseException | None = None
-    try:
-        events.extend(invocation.stream())
-    except Exception as exc:  # re-raised below, after the built models are reported
-        failure = exc
+    for attempt in range(1, DBT_LOCK_ATTEMPTS + 1):
+        invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=target)
+        events: list[Any] = []
+        failure: BaseException | None = None
+        try:
+            for event in invocation.stream():
+                events.append(event)
+                pause_point("dbt", getattr(event, "output_name", None) or "")
+        except Exception as exc:  # re-raised below, after the built models are reported
+            failure = exc
+        if failure is None or events or not is_lock_error(failure):
+            break
+        if attempt < DBT_LOCK_ATTEMPTS:
+            delay = 2**attempt
+            context.log.warning(
+                f"warehouse busy: dbt could not lock {Path(warehouse.database).name} (another "
+                f"process holds it), retrying in {delay}s ({attempt}/{DBT_LOCK_ATTEMPTS - 1})"
+            )
+            time.sleep(delay)
     with_chart = os.environ.get("EXPPLATFORM_CHART_METADATA", "1") != "0"
     with connect(Path(warehouse.database), on_wait=context.log.info) as con:
         for event in events:

@@ -11,8 +11,10 @@ sample-ratio p-values) plus small markdown previews and the allocation chart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import duckdb
 from dagster import MetadataValue
@@ -126,3 +128,62 @@ def health_metadata(con: duckdb.DuckDBPyConnection, *, with_chart: bool = True) 
         ]
         metadata["allocation_chart"] = MetadataValue.md("\n\n".join(charts))
     return metadata
+
+
+def _relation_name(props: Mapping[str, Any]) -> str:
+    identifier = props["identifier"] if props["unique_id"].startswith("source") else props["alias"]
+    return f'"{props["database"]}"."{props["schema"]}"."{identifier}"'
+
+
+def _columns(con: duckdb.DuckDBPyConnection, props: Mapping[str, Any]) -> dict[str, dict]:
+    identifier = props["identifier"] if props["unique_id"].startswith("source") else props["alias"]
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [props["schema"], identifier],
+    ).fetchall()
+    return {name: {"data_type": data_type} for name, data_type in rows}
+
+
+def column_lineage(
+    con: duckdb.DuckDBPyConnection,
+    unique_id: str,
+    manifest: Mapping[str, Any],
+    translator: Any,
+    target_path: Path,
+    project: Any,
+) -> dict[str, Any]:
+    """Column schema and column-level lineage of a built model (sqlglot, via dagster-dbt).
+
+    dagster-dbt builds lineage from the compiled SQL and the columns of the
+    model and its parents, which it normally reads through the dbt adapter
+    while dbt is still running. Here the columns come from our own connection
+    after dbt exited, and dagster-dbt's builder does the rest. Any failure only
+    drops the lineage (it is documentation, never worth failing a run for).
+    """
+    from dagster_dbt.core.dbt_cli_event import (  # not re-exported; see docstring
+        EventHistoryMetadata,
+        _build_column_lineage_metadata,
+    )
+
+    props = manifest["nodes"].get(unique_id)
+    if props is None or props["resource_type"] not in ("model", "snapshot"):
+        return {}
+    try:
+        parents = {}
+        for parent_id in manifest["parent_map"].get(unique_id, []):
+            parent = manifest["nodes"].get(parent_id) or manifest["sources"].get(parent_id)
+            if parent is not None and parent["resource_type"] in ("model", "seed", "source"):
+                parents[_relation_name(parent)] = _columns(con, parent)
+        return _build_column_lineage_metadata(
+            event_history_metadata=EventHistoryMetadata(
+                columns=_columns(con, props), parents=parents
+            ),
+            dbt_resource_props=props,
+            manifest=manifest,
+            dagster_dbt_translator=translator,
+            target_path=target_path,
+            project=project,
+        )
+    except Exception:  # noqa: BLE001 - lineage is best effort, see docstring
+        return {}

@@ -40,6 +40,7 @@ from expplatform.resources import LandingZoneResource
 from expplatform.transform import window
 from expplatform.transform.metadata import (
     allocation_preview,
+    column_lineage,
     daily_fact_metadata,
     health_metadata,
     row_count,
@@ -185,6 +186,18 @@ def _invoke(
             if isinstance(event, Output):
                 key = context.asset_key_for_output(event.output_name)
                 extra = _metadata(con, key, fact_dates, with_chart=with_chart)
+                unique_id = event.metadata.get("unique_id")
+                if unique_id is not None and _relation(key):
+                    extra.update(
+                        column_lineage(
+                            con,
+                            getattr(unique_id, "value", unique_id),
+                            invocation.manifest,
+                            translator,
+                            invocation.target_path,
+                            dbt_project,
+                        )
+                    )
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
         if failure is None and after is not None:

@@ -6,6 +6,8 @@ import argparse
 import csv
 import io
 import json
+import os
+import socket
 import sys
 import threading
 import time
@@ -101,6 +103,50 @@ def sample_range(landing_dir: Path) -> tuple[date, date]:
 #: Dagster's tags for a single-run partition range (end inclusive).
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+#: The process executing a run of this command (to recognise a run whose process died).
+PID_TAG = "expplatform/pid"
+HOST_TAG = "expplatform/host"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_dead_runs(instance, echo=print) -> list[str]:
+    """Fail the runs of this command whose process is gone, freeing their warehouse pool slot.
+
+    A run killed mid-step (SIGKILL, OOM, reboot) stays "started" and keeps the
+    `duckdb_warehouse` slot it claimed; with no daemon to notice, every later
+    run would wait for that slot forever. Returns the ids of the runs released.
+    """
+    from dagster import DagsterRunStatus, RunsFilter
+
+    runs = instance.get_runs(
+        filters=RunsFilter(
+            statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
+            tags={"expplatform/launched_by": "cli", HOST_TAG: socket.gethostname()},
+        )
+    )
+    released = []
+    for run in runs:
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run,
+            message=f"the `expplatform materialize` process of this run (pid {pid}) is gone "
+            "(killed or crashed); marked failed by the next run, its warehouse slot freed",
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        echo(f"run {run.run_id[:8]}: its process (pid {pid}) is gone; marked failed, slot freed")
+        released.append(run.run_id)
+    return released
 
 
 def run_materialization(start: date, end: date, *, echo=print, poll_seconds: float = 0.5) -> bool:
@@ -125,12 +171,15 @@ def run_materialization(start: date, end: date, *, echo=print, poll_seconds: flo
     if end < start:
         raise ConfigError(f"--end {end} is before --start {start}")
     instance = DagsterInstance.get()
+    release_dead_runs(instance, echo)
     job = defs.resolve_job_def(materialize_all_job.name)
     run_id = str(uuid.uuid4())
     tags = {
         RANGE_START_TAG: start.isoformat(),
         RANGE_END_TAG: end.isoformat(),
         "expplatform/launched_by": "cli",
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
     }
     outcome: dict[str, object] = {}
 

@@ -1,0 +1,271 @@
+"""Shared by the reliability tests (test_reliability_*.py, docs/RELIABILITY.md).
+
+Whole-warehouse snapshots to compare with a clean build, copies of the clean
+build to start from, the environment of `expplatform` subprocesses, and a
+code location without the run-launching automation (used by the run-queue test).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import duckdb
+from dagster import Definitions, definitions
+
+from expplatform.config import PROJECT_ROOT, SHIPPED_DAGSTER_YAML, Settings
+
+#: Schemas holding tables (staging is views over raw); `ops` holds per-run bookkeeping.
+COMPARED_SCHEMAS = ("raw", "intermediate", "marts")
+#: Load timestamps differ between two loads of the same file; everything else must not.
+VOLATILE_COLUMNS = ("_loaded_at",)
+#: What the marts still have to merge: empty after every successful run.
+QUEUES = (
+    "ops.pending_users",
+    "ops.pending_dates",
+    "ops.assignments_before",
+    "ops.dim_changed_users",
+)
+
+
+def table_names(con: duckdb.DuckDBPyConnection, schemas: Sequence[str] = COMPARED_SCHEMAS):
+    return [
+        f"{schema}.{name}"
+        for schema, name in con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_type = 'BASE TABLE' and table_schema in (select unnest($s::varchar[])) "
+            "order by 1, 2",
+            {"s": list(schemas)},
+        ).fetchall()
+    ]
+
+
+def read_table(con: duckdb.DuckDBPyConnection, qualified: str) -> list[tuple]:
+    schema, name = qualified.split(".")
+    columns = [
+        c
+        for (c,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [schema, name],
+        ).fetchall()
+        if c not in VOLATILE_COLUMNS
+    ]
+    select = ", ".join(f'"{c}"' for c in columns)
+    return con.execute(f'select {select} from "{schema}"."{name}" order by all').fetchall()
+
+
+def warehouse_snapshot(
+    db_path: Path, schemas: Sequence[str] = COMPARED_SCHEMAS
+) -> dict[str, list[tuple]]:
+    """Every row of every table of `schemas` (load timestamps left out), in a stable order."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return {t: read_table(con, t) for t in table_names(con, schemas)}
+    finally:
+        con.close()
+
+
+def differences(actual: dict[str, list], expected: dict[str, list]) -> list[str]:
+    """Readable differences between two snapshots (empty when equal)."""
+    out = []
+    for table in sorted(set(actual) | set(expected)):
+        a, e = actual.get(table), expected.get(table)
+        if a == e:
+            continue
+        if a is None or e is None:
+            out.append(f"{table}: {'missing' if a is None else 'unexpected'}")
+            continue
+        extra = [r for r in a if r not in e][:3]
+        missing = [r for r in e if r not in a][:3]
+        out.append(f"{table}: {len(a)} rows vs {len(e)}; extra {extra}; missing {missing}")
+    return out
+
+
+def queue_sizes(db_path: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return {q: con.execute(f"select count(*) from {q}").fetchone()[0] for q in QUEUES}
+    finally:
+        con.close()
+
+
+def duplicated_raw_lines(db_path: Path) -> list[tuple]:
+    """(table, file, line) loaded more than once: a load must never duplicate a line."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        rows = []
+        for table in (
+            "raw.partner_directpush_launchdarkly_events",
+            "raw.legacy_feature_flag_events",
+            "raw.users",
+            "raw.subscription_changes",
+        ):
+            rows += con.execute(
+                f"select '{table}', _source_file, _line_number from {table} "
+                "group by all having count(*) > 1"
+            ).fetchall()
+        rows += con.execute(
+            "select 'raw.rejected_records', _source_file, line_number from raw.rejected_records "
+            "group by all having count(*) > 1"
+        ).fetchall()
+        return rows
+    finally:
+        con.close()
+
+
+def copy_clean_build(built: Settings, tmp: Path, landing_name: str = "landing") -> Settings:
+    """A private copy of the session's clean build (warehouse and landing zone) to modify."""
+    landing = tmp / landing_name
+    shutil.copytree(built.landing_dir, landing)
+    db = tmp / "wh" / "warehouse.duckdb"
+    db.parent.mkdir(parents=True)
+    shutil.copyfile(built.duckdb_path, db)
+    return Settings(
+        landing_dir=landing,
+        duckdb_path=db,
+        start_date=built.start_date,
+        lookback_days=built.lookback_days,
+        ui_url=built.ui_url,
+        alert_log=tmp / "alerts.log",
+    )
+
+
+def dagster_home(tmp: Path) -> Path:
+    """A fresh DAGSTER_HOME holding the shipped dagster.yaml (pool limit 1, run queue)."""
+    home = tmp / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(SHIPPED_DAGSTER_YAML, home / "dagster.yaml")
+    return home
+
+
+def cli_env(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
+    """The environment of an `expplatform` / `dagster` subprocess working on `settings`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EXPPLATFORM_", "DAGSTER_")) and k != "PYTEST_CURRENT_TEST"
+    }
+    env.update(
+        DAGSTER_HOME=str(home),
+        EXPPLATFORM_LANDING_DIR=str(settings.landing_dir),
+        EXPPLATFORM_DUCKDB_PATH=str(settings.duckdb_path),
+        EXPPLATFORM_START_DATE=settings.start_date.isoformat(),
+        EXPPLATFORM_LOOKBACK_DAYS=str(settings.lookback_days),
+        EXPPLATFORM_ALERT_LOG=str(settings.alert_log),
+        EXPPLATFORM_CHART_METADATA="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def expplatform_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "expplatform.cli", *args]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a subprocess in its own process group (so every child dies with it)."""
+    return subprocess.Popen(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 30) -> None:
+    """Signal the whole process group of `proc` (started by `start`) and reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+    # children outside the leader (dbt, step workers) are in the same group: make sure
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.2, proc=None):
+    """Poll `predicate` until it returns a truthy value; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited ({proc.returncode}) before {what}")
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class FailingWebhook:
+    """A team-channel webhook on 127.0.0.1 that always answers 500; its URL holds `secret`."""
+
+    def __init__(self, secret: str) -> None:
+        self.paths: list[str] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hook.paths.append(self.path)
+                self.send_response(500)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # keep the test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/{secret}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def files_containing(root: Path, secret: str) -> list[Path]:
+    """Every file under `root` whose bytes contain `secret` (databases, logs, compute logs)."""
+    needle = secret.encode()
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+@definitions
+def location_without_run_launchers() -> Definitions:
+    """The platform's code location without the schedule and the sensors that launch runs.
+
+    The run-queue test launches its own runs; the landing and freshness
+    sensors (on by default) would launch more and make its timing depend on
+    theirs. The alert sensors stay: they launch nothing.
+    """
+    from expplatform.definitions import build_definitions
+
+    full = build_definitions()
+    return Definitions(
+        assets=full.assets,
+        asset_checks=full.asset_checks,
+        jobs=full.jobs,
+        sensors=[s for s in full.sensors or [] if s.name.startswith("alert_")],
+        resources=full.resources,
+    )

@@ -5,8 +5,10 @@
 -- incremental state. It is what the same engine needs, at the least, to read every line
 -- once and derive the marts; the pipeline is judged against its wall time.
 --
--- Placeholders (replaced by expplatform/bench.py before running; do the same with sed to run
--- it by hand): ${LANDING} the landing zone root, ${SEEDS} dbt_project/seeds. The health mart
+-- Placeholders (replaced by expplatform/bench/sql.py before running; do the same with sed to
+-- run it by hand): ${LANDING} the landing zone root, ${SEEDS} dbt_project/seeds,
+-- ${USER_SAMPLE} and ${RECENT_DAYS} the dev target's sample of users and of recent days
+-- (dbt_project/macros/dev_sample.sql), `true` when not sampling. The health mart
 -- calls chi2_sf(chi_square, degrees_of_freedom), the project's Python UDF
 -- (expplatform/transform/duckdb_udfs.py): run the script through the duckdb Python API with
 -- register_udfs(con), as the benchmark does.
@@ -48,6 +50,8 @@ create or replace temp macro bare_bool(x) as
         when lower(trim(x)) in ('true', 't', '1', 'y', 'yes') then true
         when lower(trim(x)) in ('false', 'f', '0', 'n', 'no') then false
     end;
+create or replace temp macro bare_user_sampled(u) as ${USER_SAMPLE};
+create or replace temp macro bare_recent(d) as ${RECENT_DAYS};
 create or replace temp macro bare_iso(x) as
     case when regexp_matches(trim(x), '^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}')
          then try_cast(trim(x) as timestamptz) at time zone 'UTC' end;
@@ -66,6 +70,7 @@ select trim(user_id) as user_id, bare_iso(created_at) as created_at,
 from snapshots
 where filename = (select max(filename) from snapshots)
   and nullif(trim(user_id), '') is not null
+  and bare_user_sampled(trim(user_id))
   and (nullif(trim(created_at), '') is null or bare_iso(created_at) is not null);
 
 create or replace table bare.dim_subscription_history as
@@ -82,6 +87,7 @@ valid as (
     from changes
     where nullif(subscription_change_id, '') is not null and nullif(user_id, '') is not null
       and effective_at is not null and subscription_tier in ('standard', 'plus', 'premium')
+      and bare_user_sampled(user_id)
 ),
 intervals as (
     select subscription_change_id, user_id, subscription_tier, effective_at as valid_from,
@@ -135,11 +141,15 @@ events as (
     select 1 as source_rank, * from launchdarkly_valid
     union all
     select 2 as source_rank, * from legacy_valid where event_at is not null
+),
+sampled as (
+    select * from events
+    where bare_user_sampled(user_id) and bare_recent(cast(event_at as date))
 )
 select experiments.experiment_key, events.source_rank, events.event_id, events.user_id,
        events.event_at, cast(events.event_at as date) as exposure_date, events.variation_name,
        events.active_flag
-from events
+from sampled as events
 inner join bare.dim_experiments as experiments
     on events.flag_key = case events.source_rank when 1 then experiments.launchdarkly_flag_key
                                                  else experiments.legacy_flag_key end
@@ -279,7 +289,7 @@ with dates as (
            unnest(generate_series(min(assignment_date), max(last_exposure_date),
                                   interval 1 day))::date as date
     from bare.fct_experiment_assignments
-    group by all
+    group by experiment_key
 ),
 new_assignments as (
     select experiment_key, assignment_date as date, count(*) as new_users,

@@ -40,6 +40,35 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+def _group_of(pid: int) -> int | None:
+    try:
+        text = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return int(fields[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def kill_group_members(pgid: int) -> int:
+    """SIGKILL every live process whose process group is `pgid`; returns how many.
+
+    Used on groups this module created (``start_new_session``), by pid, so an
+    unrelated process is never signalled.
+    """
+    killed = 0
+    for entry in PROC.iterdir():
+        if entry.name.isdigit() and _group_of(int(entry.name)) == pgid:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
+
+
 def process_tree(root: int) -> list[int]:
     """The pid `root` and every live descendant of it (from a scan of /proc)."""
     children: dict[int, list[int]] = {}
@@ -84,6 +113,8 @@ class TreeRssSampler:
         self.on_limit = on_limit
         self.peak_kib = 0
         self.samples = 0
+        #: (epoch seconds, KiB) of every sample: lets a caller find the peak of each step.
+        self.timeline: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -92,6 +123,7 @@ class TreeRssSampler:
             total = sum(rss_kib(pid) for pid in process_tree(self.root))
             self.samples += 1
             self.peak_kib = max(self.peak_kib, total)
+            self.timeline.append((time.time(), total))
             if self.limit_kib is not None and total > self.limit_kib and self.on_limit:
                 self.on_limit(total)
                 self.on_limit = None  # once
@@ -115,9 +147,15 @@ class ProcessOutcome:
     peak_tree_rss_mib: float
     max_process_rss_mib: float
     samples: int
+    timeline: list[tuple[float, int]]
     killed_for_memory: bool
     stdout: str
     stderr_tail: str
+
+    def peak_between_mib(self, start: float, end: float) -> float:
+        """The sampled tree peak between two epoch times (0 when no sample fell inside)."""
+        inside = [kib for t, kib in self.timeline if start <= t <= end]
+        return max(inside, default=0) / 1024
 
     @property
     def peak_rss_mib(self) -> float:
@@ -155,10 +193,7 @@ def run_measured(
 
         def kill(total_kib: int) -> None:
             killed.set()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_group_members(proc.pid)
 
         limit = int(max_rss_mib * 1024) if max_rss_mib else None
         with TreeRssSampler(proc.pid, interval, limit, kill) as sampler:
@@ -168,10 +203,7 @@ def run_measured(
         wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         # Leave nothing behind: the group may hold orphans if the child died abruptly.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group_members(proc.pid)
     finally:
         if log_path:
             log.close()
@@ -186,6 +218,7 @@ def run_measured(
         peak_tree_rss_mib=sampler.peak_kib / 1024,
         max_process_rss_mib=usage.ru_maxrss / 1024,  # Linux: KiB
         samples=sampler.samples,
+        timeline=sampler.timeline,
         killed_for_memory=killed.is_set(),
         stdout=stdout,
         stderr_tail=tail,

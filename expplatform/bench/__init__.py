@@ -1,0 +1,19 @@
+"""`expplatform bench`: how fast and how big the pipeline is, against a hand-written floor.
+
+One run generates (once, into a cache) a landing zone at a chosen scale and
+measures, each several times (median and min–max):
+
+- **A. Backfill**: the whole range as one single-run backfill through Dagster + dbt;
+- **B. Daily run**: one new arrival day on top of the history, early and late;
+- **C. Bare lower bound**: the same outputs from the same files with one DuckDB script;
+- **D. Dashboard**: the dashboard's queries on the marts vs the seed's ad-hoc SQL;
+- storage: the warehouse file size.
+
+It writes ``bench/results/<timestamp>.json`` (and the same as markdown) and
+prints a markdown table. Modules: :mod:`~expplatform.bench.harness` (the
+sections and the report), :mod:`~expplatform.bench.runner` (what a measured
+child process runs), :mod:`~expplatform.bench.memory` (peak RSS of a process
+tree), :mod:`~expplatform.bench.sql` (the SQL in the project's ``bench/``
+folder), :mod:`~expplatform.bench.cli` (the command's flags). The figures and
+how to read them: docs/PERFORMANCE.md.
+"""

@@ -1,0 +1,189 @@
+"""The benchmark harness: its pure parts, its memory measurement, and the quick benchmark itself.
+
+The quick benchmark runs the real pipeline (three Dagster runs) on a tiny
+landing zone: it proves the harness works end to end and that the bare
+script computes exactly the pipeline's marts. Its numbers are not judged
+against the targets (those apply to the default scale, run by hand).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from expplatform.bench.harness import (
+    QUICK_SCALE,
+    BenchScale,
+    evaluate_targets,
+    markdown_report,
+    options_for,
+    run_bench,
+    summarize,
+)
+from expplatform.bench.memory import run_measured
+from expplatform.bench.sql import (
+    COMPARED_TABLES,
+    DevSample,
+    adhoc_query,
+    bare_statements,
+    dashboard_queries,
+)
+from expplatform.cli import build_parser
+from expplatform.config import DBT_PROJECT_DIR
+
+
+def test_summarize() -> None:
+    assert summarize([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert summarize([]) == {"median": None, "min": None, "max": None, "n": 0}
+
+
+def test_scale_key_names_every_parameter() -> None:
+    key = BenchScale(users=10, days=2, events_per_day=30, files_per_day=4, seed=7).key()
+    assert key == "u10-d2-e30-f4-s7-2025-12-01-gz"
+
+
+def test_options_quick_defaults_and_overrides(tmp_path: Path) -> None:
+    quick = options_for(True, users=500, cache_dir=tmp_path)
+    assert quick.scale.users == 500
+    assert quick.scale.days == QUICK_SCALE.days
+    assert quick.repeats == 1 and quick.dev_sample_pct == 50.0
+    assert quick.cache_dir == tmp_path
+    full = options_for(False, repeats=None)
+    assert (full.scale.users, full.scale.days, full.scale.events_per_day) == (
+        1_000_000,
+        30,
+        3_000_000,
+    )
+    assert full.repeats == 3 and full.dev_sample_pct is None
+
+
+def test_cli_parses_bench_flags() -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--repeats", "2", "--days", "4"])
+    assert args.quick and args.repeats == 2 and args.days == 4
+    assert args.func.__name__ == "cmd_bench"
+
+
+def test_bare_script_renders_every_placeholder(tmp_path: Path) -> None:
+    statements = list(bare_statements(tmp_path / "landing"))
+    text = "\n".join(body for _, body in statements)
+    assert "${" not in text
+    assert str(tmp_path / "landing") in text
+    labels = [label for label, _ in statements]
+    for table in COMPARED_TABLES:
+        assert f"bare.{table}" in labels
+
+
+def test_dev_sample_matches_the_dbt_macro() -> None:
+    # The bare script must sample exactly like dbt_project/macros/dev_sample.sql.
+    macro = (DBT_PROJECT_DIR / "macros" / "dev_sample.sql").read_text()
+    assert "(hash({{ user_column }}) % 10000) <" in macro
+    sample = DevSample(user_pct=12.5, recent_days=3)
+    assert sample.user_condition() == "(hash(u) % 10000) < 1250"
+    assert sample.days_condition() == "d > current_date - interval 3 day"
+    env = {"EXPPLATFORM_DBT_TARGET": "dev", "EXPPLATFORM_DEV_SAMPLE_PCT": "50"}
+    assert DevSample.from_env(env) == DevSample(user_pct=50.0)
+    assert DevSample.from_env({"EXPPLATFORM_DEV_SAMPLE_PCT": "50"}) is None
+    rendered = "\n".join(b for _, b in bare_statements(Path("/x"), sample=sample))
+    assert "(hash(u) % 10000) < 1250" in rendered
+
+
+def test_dashboard_and_adhoc_queries_are_found() -> None:
+    queries = dashboard_queries()
+    assert {"allocation_by_variation_tier", "daily_true_false_counts"} <= set(queries)
+    assert all(q.lower().lstrip().startswith("select") for q in queries.values())
+    assert "partner_directpush_launchdarkly_events" in adhoc_query()
+
+
+def test_evaluate_targets_and_report_on_a_partial_result() -> None:
+    def series(median: float) -> dict:
+        return {"median": median, "min": median, "max": median, "n": 1}
+
+    result = {
+        "timestamp": "t",
+        "quick": False,
+        "scale": {"users": 1, "days": 2, "events_per_day": 3, "files_per_day": 1, "compress": True},
+        "settings": {"duckdb_memory_limit": "3GB", "duckdb_threads": 2, "repeats": 1},
+        "backfill": {
+            "range": ["a", "b"],
+            "wall_s": series(30.0),
+            "execute_s": series(25.0),
+            "events_per_s": series(1000.0),
+            "peak_rss_gib": series(5.0),
+            "runs": [],
+        },
+        "bare": {"wall_s": series(10.0), "peak_rss_gib": series(1.0), "runs": []},
+        "errors": {"daily": "B-day2-1 failed"},
+    }
+    targets = {t["target"]: t for t in evaluate_targets(result)}
+    assert targets["A backfill wall / C bare wall"]["value"] == pytest.approx(3.0)
+    assert targets["A backfill wall / C bare wall"]["met"] is False
+    assert targets["A peak RSS GiB (max of runs)"]["met"] is False
+    result["targets"] = list(targets.values())
+    report = markdown_report(result)
+    assert "| A / C | backfill over floor | 3.00 |" in report
+    assert "**daily failed**" in report
+
+
+def test_run_measured_sees_the_peak_of_a_process_tree(tmp_path: Path) -> None:
+    # A parent that starts a child holding ~200 MiB for a moment: the tree's peak shows it.
+    code = (
+        "import subprocess, sys; "
+        "subprocess.run([sys.executable, '-c', "
+        '\'import time; b = bytearray(200 * 2**20); b[::4096] = b"x" * len(b[::4096]); '
+        "time.sleep(0.6)'], check=True); print('done')"
+    )
+    outcome = run_measured([sys.executable, "-c", code], env={}, log_path=tmp_path / "log")
+    assert outcome.returncode == 0 and outcome.stdout.strip() == "done"
+    assert outcome.max_process_rss_mib > 190  # exact, from wait4
+    assert outcome.peak_tree_rss_mib > 190  # sampled
+    assert outcome.peak_rss_mib >= outcome.max_process_rss_mib
+
+
+def test_run_measured_kills_a_tree_over_the_limit(tmp_path: Path) -> None:
+    code = (
+        "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+    )
+    outcome = run_measured(
+        [sys.executable, "-c", code], env={}, log_path=tmp_path / "log", max_rss_mib=150
+    )
+    assert outcome.killed_for_memory
+    assert outcome.wall_s < 20
+
+
+@pytest.mark.slow
+@pytest.mark.bench
+def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    options = options_for(
+        True,
+        cache_dir=tmp_path / "cache",
+        results_dir=tmp_path / "results",
+        work_dir=tmp_path / "work",
+        progress=lambda _line: None,
+    )
+    result, path = run_bench(options)
+
+    assert result["errors"] == {}
+    data = json.loads(path.read_text())
+    for section in ("landing", "backfill", "daily", "bare", "dashboard", "storage", "targets"):
+        assert section in data, section
+    # The floor is honest: the bare script computes exactly the pipeline's marts.
+    assert data["equivalence"]["equal"] is True, data["equivalence"]
+    assert all(t["pipeline_rows"] > 0 for t in data["equivalence"]["tables"].values())
+
+    a, b, c, d = data["backfill"], data["daily"], data["bare"], data["dashboard"]
+    assert 0 < c["wall_s"]["median"] < a["wall_s"]["median"] < 900
+    assert 0 < a["events_per_s"]["median"]
+    assert 0.05 < a["peak_rss_gib"]["max"] < 8
+    assert a["runs"][0]["detail"]["steps"]  # the per-step breakdown is there
+    assert b["early"]["day"] == 1 and b["late"]["day"] == 2
+    assert b["late_over_early"] > 0
+    for query in d["queries"].values():
+        assert 0 < query["warm_ms"]["median"] < 5000 and query["rows"] > 0
+    assert d["adhoc"]["warm_ms"]["median"] > 0
+    assert data["storage"]["warehouse_bytes"] > 0
+    assert {t["target"] for t in data["targets"]} >= {"A backfill wall / C bare wall"}
+    assert "| A / C |" in path.with_suffix(".md").read_text()
+    assert not list((tmp_path / "work").iterdir())  # the work folder was removed

@@ -283,6 +283,10 @@ class Workspace:
         self.logs.mkdir()
         self.landing = landing
         self._runs = 0
+        #: Every finished measurement, in order; `checkpoint` is called after each one so that
+        #: a run killed after hours still leaves its measurements on disk.
+        self.completed: list[dict[str, Any]] = []
+        self.checkpoint: Callable[[], None] = lambda: None
         # The definitions load the dbt manifest from disk: build the snapshot's own.
         subprocess.run(
             [sys.executable, "-m", "expplatform.cli", "prepare"],
@@ -360,7 +364,12 @@ class Workspace:
         argv = [sys.executable, "-m", "expplatform.bench.runner", "job"]
         argv += [start.isoformat(), end.isoformat(), str(out)]
         outcome, summary = self._measure(label, argv, out)
-        return _measurement(outcome, summary)
+        return self._done(label, _measurement(outcome, summary))
+
+    def _done(self, label: str, measurement: dict[str, Any]) -> dict[str, Any]:
+        self.completed.append({"label": label, **measurement})
+        self.checkpoint()
+        return measurement
 
     def run_bare(self, label: str, db: Path) -> dict[str, Any]:
         """One measured run of bench/bare_pipeline.sql into a new database `db`."""
@@ -370,7 +379,7 @@ class Workspace:
         argv = [sys.executable, "-m", "expplatform.bench.runner", "bare", str(db)]
         argv += [str(self.landing), str(out), self.options.memory_limit, str(self.options.threads)]
         outcome, summary = self._measure(label, argv, out)
-        return _measurement(outcome, summary)
+        return self._done(label, _measurement(outcome, summary))
 
     def close(self) -> None:
         """Remove the workspace unless asked to keep it."""
@@ -655,7 +664,17 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
     started = time.monotonic()
     landing, landing_meta = ensure_landing(scale, options.cache_dir, progress)
     result["landing"] = {**landing_meta, "path": str(landing)}
+    options.results_dir.mkdir(parents=True, exist_ok=True)
+    path = options.results_dir / f"{stamp}.json"
+
+    def save() -> None:
+        # Written after every measurement with complete=false, so nothing is lost if killed.
+        path.write_text(json.dumps(result, indent=2, default=str))
+
+    result["complete"] = False
     ws = Workspace(options, landing)
+    result["completed_runs"] = ws.completed
+    ws.checkpoint = save
     full = floor = None
     try:
         try:
@@ -682,6 +701,7 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
                 "bare_bytes": database_bytes(floor) if floor is not None else None,
                 "landing_bytes": landing_meta["bytes"],
             }
+            save()
         try:
             result["daily"] = section_daily(ws, options)
         except BenchError as exc:
@@ -691,9 +711,9 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
         ws.close()
     result["total_s"] = time.monotonic() - started
     result["targets"] = evaluate_targets(result)
-    options.results_dir.mkdir(parents=True, exist_ok=True)
-    path = options.results_dir / f"{stamp}.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
+    result.pop("completed_runs")  # every run is in its section now
+    result["complete"] = True
+    save()
     path.with_suffix(".md").write_text(markdown_report(result))
     return result, path
 

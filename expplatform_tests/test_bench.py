@@ -19,6 +19,7 @@ from expplatform.bench.harness import (
     BenchScale,
     evaluate_targets,
     markdown_report,
+    merge_results,
     options_for,
     run_bench,
     summarize,
@@ -125,6 +126,74 @@ def test_evaluate_targets_and_report_on_a_partial_result() -> None:
     report = markdown_report(result)
     assert "| A / C | backfill over floor | 3.00 |" in report
     assert "**daily failed**" in report
+
+
+def test_merge_results_combines_parts_run_separately(tmp_path: Path) -> None:
+    def series(median: float) -> dict:
+        return {"median": median, "min": median, "max": median, "n": 1}
+
+    common = {
+        "quick": False,
+        "scale": {"users": 1, "days": 2, "events_per_day": 3, "files_per_day": 1, "compress": True},
+        "settings": {"duckdb_memory_limit": "3GB", "duckdb_threads": 2, "repeats": 1},
+        "machine": {},
+        "landing": {},
+        "complete": True,
+    }
+    daily = {
+        "early": {
+            "day": 1,
+            "date": "d1",
+            "wall_s": series(10.0),
+            "execute_s": series(9.0),
+            "peak_rss_gib": series(1.0),
+            "runs": [],
+        },
+        "late": {
+            "day": 2,
+            "date": "d2",
+            "wall_s": series(11.0),
+            "execute_s": series(10.0),
+            "peak_rss_gib": series(1.5),
+            "runs": [],
+        },
+        "late_over_early": 1.1,
+        "late_over_early_execute": 1.11,
+    }
+    backfill = {
+        "range": ["a", "b"],
+        "wall_s": series(40.0),
+        "execute_s": series(35.0),
+        "events_per_s": series(1000.0),
+        "peak_rss_gib": series(2.0),
+        "runs": [],
+    }
+    parts = {
+        "daily.json": {**common, "sections": ["daily"], "daily": daily, "errors": {}},
+        "rest.json": {
+            **common,
+            "sections": ["bare", "backfill"],
+            "bare": {"wall_s": series(20.0), "peak_rss_gib": series(1.0), "runs": []},
+            "backfill": backfill,
+            # a stale daily key in a part that did not run B must not win
+            "daily": {**daily, "late_over_early": 9.9},
+            "errors": {},
+        },
+    }
+    for name, part in parts.items():
+        (tmp_path / name).write_text(json.dumps(part))
+    merged, path = merge_results([tmp_path / "daily.json", tmp_path / "rest.json"], tmp_path)
+    targets = {t["target"]: t for t in merged["targets"]}
+    assert targets["A backfill wall / C bare wall"]["value"] == pytest.approx(2.0)
+    assert targets["B day 2 / B day 1 (wall)"]["value"] == pytest.approx(1.1)
+    assert json.loads(path.read_text())["merged_from"] == [
+        str(tmp_path / "daily.json"),
+        str(tmp_path / "rest.json"),
+    ]
+    other_scale = {**parts["rest.json"], "scale": {**common["scale"], "users": 2}}
+    (tmp_path / "other.json").write_text(json.dumps(other_scale))
+    with pytest.raises(ValueError, match="different scales"):
+        merge_results([tmp_path / "daily.json", tmp_path / "other.json"], tmp_path)
 
 
 def test_run_measured_sees_the_peak_of_a_process_tree(tmp_path: Path) -> None:

@@ -52,6 +52,18 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="never use the dev target (--quick uses it by default)",
     )
+    run.add_argument(
+        "--sections",
+        help="comma-separated parts to run: bare (C), backfill (A + D + storage), daily (B); "
+        "default all. Merge the results of parts run separately with --merge",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="RESULT_JSON",
+        help="no run: merge results of the same scale (run in parts) into one report",
+    )
     paths = parser.add_argument_group("paths")
     paths.add_argument("--cache-dir", type=Path, help="landing-zone cache (bench/cache)")
     paths.add_argument("--results-dir", type=Path, help="where results go (bench/results)")
@@ -61,10 +73,23 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the benchmark as the flags say; print the markdown table; 0 when every run succeeded."""
-    from expplatform.bench.harness import markdown_report, options_for, run_bench
+    from expplatform.bench.harness import (
+        DEFAULT_RESULTS_DIR,
+        markdown_report,
+        merge_results,
+        options_for,
+        run_bench,
+    )
 
+    if args.merge:
+        merged, path = merge_results(args.merge, args.results_dir or DEFAULT_RESULTS_DIR)
+        print(markdown_report(merged))
+        print(f"results: {path}")
+        return 1 if merged["errors"] else 0
+    sections = tuple(s.strip() for s in args.sections.split(",")) if args.sections else None
     options = options_for(
         args.quick,
+        sections=sections,
         users=args.users,
         days=args.days,
         events_per_day=args.events_per_day,

@@ -101,6 +101,9 @@ class BenchOptions:
     #: The dev target's sample: percent of users kept, and days of history kept (None: all).
     dev_sample_pct: float | None = None
     dev_days: int | None = None
+    #: Which parts to run: "bare" (C), "backfill" (A, then D and storage on its warehouse),
+    #: "daily" (B). A long run can be split and its results merged (`merge_results`).
+    sections: tuple[str, ...] = ("bare", "backfill", "daily")
     progress: Progress = field(default=print)
 
 
@@ -244,6 +247,8 @@ def ensure_landing(scale: BenchScale, cache_dir: Path, progress: Progress) -> tu
 # --- measured runs --------------------------------------------------------------------------------
 
 
+RUNNER_SCRIPT = "run_measurement.py"
+
 #: What a code snapshot holds: the package, the dbt project, the instance config, the SQL.
 SNAPSHOT_FOLDERS = ("expplatform", "dbt_project", "config", "bench")
 SNAPSHOT_IGNORE = shutil.ignore_patterns(
@@ -262,6 +267,10 @@ def snapshot_code(dest: Path) -> Path:
     dest.mkdir(parents=True)
     for name in SNAPSHOT_FOLDERS:
         shutil.copytree(PROJECT_ROOT / name, dest / name, ignore=SNAPSHOT_IGNORE)
+    # The measured children's entry point: the snapshot's folder is first on their sys.path.
+    (dest / RUNNER_SCRIPT).write_text(
+        "import sys\n\nfrom expplatform.bench.runner import main\n\nsys.exit(main())\n"
+    )
     return dest
 
 
@@ -273,7 +282,7 @@ class Workspace:
         parent = options.work_dir
         if parent is not None:
             parent.mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix="expplatform-bench-", dir=parent))
+        self.root = Path(tempfile.mkdtemp(prefix="xpbench-", dir=parent))
         self.code = snapshot_code(self.root / "src")
         self.dagster_home = self.root / "dagster_home"
         self.dagster_home.mkdir()
@@ -361,7 +370,7 @@ class Workspace:
     def run_job(self, label: str, start: date, end: date) -> dict[str, Any]:
         """One measured Dagster run of arrival dates [start, end] on the work warehouse."""
         out = self.root / "result.json"
-        argv = [sys.executable, "-m", "expplatform.bench.runner", "job"]
+        argv = [sys.executable, str(self.code / RUNNER_SCRIPT), "job"]
         argv += [start.isoformat(), end.isoformat(), str(out)]
         outcome, summary = self._measure(label, argv, out)
         return self._done(label, _measurement(outcome, summary))
@@ -376,7 +385,7 @@ class Workspace:
         for path in (db, db.with_name(db.name + ".wal")):
             path.unlink(missing_ok=True)
         out = self.root / "result.json"
-        argv = [sys.executable, "-m", "expplatform.bench.runner", "bare", str(db)]
+        argv = [sys.executable, str(self.code / RUNNER_SCRIPT), "bare", str(db)]
         argv += [str(self.landing), str(out), self.options.memory_limit, str(self.options.threads)]
         outcome, summary = self._measure(label, argv, out)
         return self._done(label, _measurement(outcome, summary))
@@ -659,8 +668,12 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
             "lookback_days": int(os.environ.get("EXPPLATFORM_LOOKBACK_DAYS", "2")),
         },
         "machine": machine_info(),
+        "sections": list(options.sections),
         "errors": {},
     }
+    unknown = set(options.sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     started = time.monotonic()
     landing, landing_meta = ensure_landing(scale, options.cache_dir, progress)
     result["landing"] = {**landing_meta, "path": str(landing)}
@@ -678,12 +691,15 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
     full = floor = None
     try:
         try:
-            result["bare"], floor = section_bare(ws, options)
+            if "bare" in options.sections:
+                result["bare"], floor = section_bare(ws, options)
         except BenchError as exc:
             result["errors"]["bare"] = str(exc)
             progress(f"C failed: {exc}")
         try:
-            result["backfill"], full = section_backfill(ws, options, landing_meta["event_lines"])
+            if "backfill" in options.sections:
+                events = landing_meta["event_lines"]
+                result["backfill"], full = section_backfill(ws, options, events)
         except BenchError as exc:
             result["errors"]["backfill"] = str(exc)
             progress(f"A failed: {exc}")
@@ -703,7 +719,8 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
             }
             save()
         try:
-            result["daily"] = section_daily(ws, options)
+            if "daily" in options.sections:
+                result["daily"] = section_daily(ws, options)
         except BenchError as exc:
             result["errors"]["daily"] = str(exc)
             progress(f"B failed: {exc}")
@@ -716,6 +733,50 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
     save()
     path.with_suffix(".md").write_text(markdown_report(result))
     return result, path
+
+
+#: The parts a result can hold, and which part each key belongs to.
+SECTIONS = ("bare", "backfill", "daily")
+SECTION_KEYS = {
+    "bare": ("bare",),
+    "backfill": ("backfill", "dashboard", "storage"),
+    "daily": ("daily",),
+}
+
+
+def merge_results(paths: Sequence[Path], results_dir: Path) -> tuple[dict[str, Any], Path]:
+    """Combine results of one scale run in parts (``--sections``) into one result and report.
+
+    Later files win for a part they both hold; the equivalence check is kept
+    only from a file that ran C and A together. Writes
+    ``<results_dir>/<timestamp>-merged.json`` (and ``.md``).
+    """
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    scales = {json.dumps(p["scale"], sort_keys=True) for p in parts}
+    if len(scales) != 1:
+        raise ValueError("these results are of different scales: they cannot be merged")
+    merged: dict[str, Any] = {
+        key: parts[-1][key] for key in ("quick", "scale", "settings", "machine", "landing")
+    }
+    merged["timestamp"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    merged["merged_from"] = [str(p) for p in paths]
+    merged["errors"] = {}
+    for part in parts:
+        for section in part.get("sections", SECTIONS):
+            for key in SECTION_KEYS[section]:
+                if key in part:
+                    merged[key] = part[key]
+            if section in part.get("errors", {}):
+                merged["errors"][section] = part["errors"][section]
+        if "equivalence" in part:
+            merged["equivalence"] = part["equivalence"]
+    merged["complete"] = all(p.get("complete") for p in parts)
+    merged["targets"] = evaluate_targets(merged)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{merged['timestamp']}-merged.json"
+    path.write_text(json.dumps(merged, indent=2, default=str))
+    path.with_suffix(".md").write_text(markdown_report(merged))
+    return merged, path
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -894,7 +955,10 @@ def markdown_report(result: dict[str, Any]) -> str:
         row("C bare DuckDB script", "peak RSS (GiB)", c["peak_rss_gib"], ".2f")
     if a and c:
         ratio = a["wall_s"]["median"] / c["wall_s"]["median"]
-        lines.append(f"| A / C | backfill over floor | {ratio:.2f} | |")
+        best = a["wall_s"]["min"] / c["wall_s"]["min"]
+        lines.append(
+            f"| A / C | backfill over floor | {ratio:.2f} | fastest / fastest: {best:.2f} |"
+        )
     d = result.get("dashboard")
     if d:
         adhoc = d["adhoc"]

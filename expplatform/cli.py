@@ -398,6 +398,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+# --- spark-check -------------------------------------------------------------------------------------
+
+
+def cmd_spark_check(args: argparse.Namespace) -> int:
+    from expplatform.spark import (
+        SparkUnavailable,
+        build_and_compare,
+        comparison_report,
+        spark_session,
+    )
+
+    settings = get_settings()
+    duckdb_path = Path(args.duckdb_path) if args.duckdb_path else settings.duckdb_path
+    if not duckdb_path.exists():
+        return _err(f"{duckdb_path}: no warehouse there; run `expplatform materialize` first")
+    work_dir = Path(args.work_dir)
+    try:
+        print(f"starting a local Spark session in {work_dir}", file=sys.stderr)
+        spark = spark_session(work_dir)
+    except SparkUnavailable as exc:
+        return _err(str(exc))
+    check = build_and_compare(
+        spark, duckdb_path, work_dir, progress=lambda m: print(m, file=sys.stderr)
+    )
+    print(comparison_report(check))
+    return 0 if check.equal else 1
+
+
 # --- entry point --------------------------------------------------------------------------------------
 
 
@@ -447,6 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "spark-check",
+        help="build the dbt models on a local Spark from the warehouse's raw tables and compare",
+    )
+    p.add_argument("--duckdb-path", help="the DuckDB warehouse (default: EXPPLATFORM_DUCKDB_PATH)")
+    p.add_argument(
+        "--work-dir",
+        default="spark_work",
+        help="Spark metastore, warehouse and dbt output (default: ./spark_work)",
+    )
+    p.set_defaults(func=cmd_spark_check)
     return parser
 
 

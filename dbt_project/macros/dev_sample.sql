@@ -12,7 +12,7 @@
 -#}
 {% macro dev_user_sample(user_column) -%}
     {%- if target.name == 'dev' -%}
-        (hash({{ user_column }}) % 10000) < {{ (env_var('EXPPLATFORM_DEV_SAMPLE_PCT', '10') | float * 100) | int }}
+        {{ user_bucket(user_column) }} < {{ (env_var('EXPPLATFORM_DEV_SAMPLE_PCT', '10') | float * 100) | int }}
     {%- else -%}
         true
     {%- endif -%}

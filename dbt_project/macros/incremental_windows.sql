@@ -58,11 +58,10 @@
 
         union
 
-        select cast(unnest(generate_series(
-            vanished_assignments.assignment_date,
-            coalesce(vanished_assignments.last_exposure_date, current_date),
-            interval 1 day
-        )) as date)
+        select {{ each_day_between(
+            'vanished_assignments.assignment_date',
+            'coalesce(vanished_assignments.last_exposure_date, current_date)'
+        ) }}
         from {{ source('ops', 'assignments_before') }} as vanished_assignments
         where not exists (
             select 1

@@ -2,10 +2,8 @@
 {%- set refreshed_slice = "{{ in_activity_refresh_window('activity_date') }}" -%}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='replace_where',
-        incremental_predicates=[refreshed_slice],
         tags=['marts'],
+        **incremental_config([refreshed_slice])
     )
 }}
 -- depends_on: {{ source('ops', 'pending_dates') }}

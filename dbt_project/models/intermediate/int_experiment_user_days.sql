@@ -1,9 +1,10 @@
+{#- DuckDB: replace_where on the recomputed dates; Spark: overwrite those date partitions. -#}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='replace_where',
-        incremental_predicates=["{{ in_recompute_window('exposure_date') }}"],
         tags=['daily'],
+        **incremental_config(
+            ["{{ in_recompute_window('exposure_date') }}"], date_partition='exposure_date'
+        )
     )
 }}
 -- depends_on: {{ source('ops', 'recompute_dates') }}
@@ -100,8 +101,31 @@ experiments as (
 -- Contract rule 2: one event per id and source. An id with any retracted copy is dropped
 -- whatever the arrival order; otherwise the earliest copy is kept. (Copies of an event share
 -- its timestamp, hence its date: the window always sees all of them.) Window functions rather
--- than arg_min over a struct: several times faster on millions of events.
+-- than arg_min over a struct: several times faster on millions of events. (A filter over a
+-- numbered subquery rather than DuckDB's QUALIFY, which Spark SQL does not have: same plan.)
 {% for source_name in ['launchdarkly', 'legacy'] %}
+{{ source_name }}_numbered as (
+
+    select
+        event_id,
+        user_id,
+        event_at,
+        event_date,
+        flag_key,
+        variation_name,
+        is_active,
+        event_kind,
+        prerequisite_of,
+        row_number() over (
+            partition by event_id
+            order by event_at, _load_date, _source_file, _line_number
+        ) as copy_number,
+        bool_or(is_retracted) over (partition by event_id) as has_retraction
+
+    from {{ source_name }}_events
+
+),
+
 {{ source_name }}_deduplicated as (
 
     select
@@ -115,13 +139,8 @@ experiments as (
         event_kind,
         prerequisite_of
 
-    from {{ source_name }}_events
-    qualify
-        row_number() over (
-            partition by event_id
-            order by event_at, _load_date, _source_file, _line_number
-        ) = 1
-        and not bool_or(is_retracted) over (partition by event_id)
+    from {{ source_name }}_numbered
+    where copy_number = 1 and not has_retraction
 
 ),
 {% endfor %}
@@ -178,12 +197,12 @@ variation_days as (
         user_id,
         exposure_date,
         variation_name,
-        min({
-            'event_at': event_at,
-            'source_rank': source_rank,
-            'event_id': event_id,
-            'source_name': source_name
-        }) as first_event,
+        min({{ struct_of([
+            ('event_at', 'event_at'),
+            ('source_rank', 'source_rank'),
+            ('event_id', 'event_id'),
+            ('source_name', 'source_name'),
+        ]) }}) as first_event,
         count(*) as exposures
 
     from exposures
@@ -197,13 +216,13 @@ first_of_day as (
         experiment_key,
         user_id,
         exposure_date,
-        min({
-            'event_at': first_event.event_at,
-            'source_rank': first_event.source_rank,
-            'event_id': first_event.event_id,
-            'source_name': first_event.source_name,
-            'variation_name': variation_name
-        }) as first_event,
+        min({{ struct_of([
+            ('event_at', 'first_event.event_at'),
+            ('source_rank', 'first_event.source_rank'),
+            ('event_id', 'first_event.event_id'),
+            ('source_name', 'first_event.source_name'),
+            ('variation_name', 'variation_name'),
+        ]) }}) as first_event,
         -- distinct non-null variations, as count(distinct variation_name) would count them
         count(variation_name) as variations_seen,
         cast(sum(exposures) as bigint) as exposures

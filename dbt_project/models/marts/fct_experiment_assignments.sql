@@ -2,11 +2,9 @@
 {%- set refreshed_slice = "{{ is_pending_user('user_id') }}" -%}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='replace_where',
-        incremental_predicates=[refreshed_slice],
         on_schema_change='fail',
         tags=['marts'],
+        **incremental_config([refreshed_slice])
     )
 }}
 -- depends_on: {{ source('ops', 'pending_users') }}
@@ -56,12 +54,12 @@ per_user as (
     select
         experiment_key,
         user_id,
-        arg_min(
-            {
-                'assigned_at': first_exposure_at,
-                'variation_name': variation_name,
-                'subscription_tier': subscription_tier
-            },
+        min_by(
+            {{ struct_of([
+                ('assigned_at', 'first_exposure_at'),
+                ('variation_name', 'variation_name'),
+                ('subscription_tier', 'subscription_tier'),
+            ]) }},
             exposure_date
         ) as assignment,
         min(exposure_date) as assignment_date,

@@ -3,11 +3,9 @@
     "({{ in_recompute_window('exposure_date') }} or {{ is_dim_changed_user('user_id') }})" -%}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='replace_where',
-        incremental_predicates=[refreshed_slice],
         on_schema_change='fail',
         tags=['daily'],
+        **incremental_config([refreshed_slice])
     )
 }}
 -- depends_on: {{ source('ops', 'recompute_dates') }}

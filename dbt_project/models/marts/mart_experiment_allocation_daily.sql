@@ -88,9 +88,7 @@ group_dates as (
         group_spans.experiment_key,
         group_spans.variation_name,
         group_spans.subscription_tier,
-        cast(unnest(generate_series(
-            group_spans.first_date, experiment_spans.last_date, interval 1 day
-        )) as date) as date
+        {{ each_day_between('group_spans.first_date', 'experiment_spans.last_date') }} as date
 
     from group_spans
     inner join experiment_spans

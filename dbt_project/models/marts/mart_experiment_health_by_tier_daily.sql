@@ -63,9 +63,7 @@ tier_dates as (
     select
         tier_spans.experiment_key,
         tier_spans.subscription_tier,
-        cast(unnest(generate_series(
-            tier_spans.first_date, experiment_spans.last_date, interval 1 day
-        )) as date) as date
+        {{ each_day_between('tier_spans.first_date', 'experiment_spans.last_date') }} as date
 
     from tier_spans
     inner join experiment_spans

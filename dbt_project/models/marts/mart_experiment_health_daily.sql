@@ -36,9 +36,7 @@ experiment_dates as (
 
     select
         experiment_key,
-        cast(unnest(generate_series(
-            min(assignment_date), max(last_exposure_date), interval 1 day
-        )) as date) as date
+        {{ each_day_between('min(assignment_date)', 'max(last_exposure_date)') }} as date
 
     from assignments
     group by experiment_key

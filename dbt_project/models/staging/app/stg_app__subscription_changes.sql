@@ -12,20 +12,33 @@ source as (
 
 ),
 
-deduplicated as (
+numbered as (
 
     select
         subscription_change_id,
         user_id,
         lower(trim(tier)) as subscription_tier,
-        effective_at
+        effective_at,
+        row_number() over (
+            partition by subscription_change_id
+            order by _source_file, _line_number
+        ) as copy_number
 
     from source
     where subscription_change_id is not null
-    qualify row_number() over (
-        partition by subscription_change_id
-        order by _source_file, _line_number
-    ) = 1
+
+),
+
+deduplicated as (
+
+    select
+        subscription_change_id,
+        user_id,
+        subscription_tier,
+        effective_at
+
+    from numbered
+    where copy_number = 1
 
 )
 

@@ -17,8 +17,8 @@ deduplicated as (
 
     select
         user_id,
-        arg_max_null(created_at, (_source_file, _line_number)) as created_at,
-        arg_max_null(country, (_source_file, _line_number)) as country,
+        {{ last_value_by('created_at', ['_source_file', '_line_number']) }} as created_at,
+        {{ last_value_by('country', ['_source_file', '_line_number']) }} as country,
         coalesce(bool_or(is_test_account), false) as is_test_account
 
     from source

@@ -1,0 +1,111 @@
+"""The same dbt models on Apache Spark give the same tables as on DuckDB (docs/DEPLOYMENT.md).
+
+The hand-made fixture (test_models_e2e.build_fixture, whose DuckDB tables are checked against
+hand-computed numbers there) is built through Dagster on DuckDB; its raw and ops tables are
+copied to a local Spark (pyspark, dbt-spark `method: session`) and the whole dbt graph is built
+there. Every contract table must be equal row for row, first after a backfill of three days
+(Spark: a full build, tests included), then after the fourth day's incremental run (Spark:
+int_experiment_user_days overwrites only the recomputed date partitions).
+
+Run alone with `pytest -m spark` (about two to three minutes, most of it dbt on Spark).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from expplatform_tests.e2e import make_settings, query, run_range
+from expplatform_tests.test_models_e2e import EXPECTED_ASSIGNMENTS, D, build_fixture
+
+USER_DAYS_FOLDER = Path("spark-warehouse", "intermediate.db", "int_experiment_user_days")
+
+
+def partition_files(work_dir: Path) -> dict[str, set[str]]:
+    """The Parquet files of each date partition of Spark's int_experiment_user_days."""
+    root = work_dir / USER_DAYS_FOLDER
+    return {
+        folder.name: {f.name for f in folder.glob("*.parquet")}
+        for folder in root.glob("exposure_date=*")
+    }
+
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def spark_env(tmp_path_factory):
+    """A DuckDB warehouse built through Dagster for D1..D3 and a local Spark session."""
+    from dagster import instance_for_test
+
+    from expplatform.spark import spark_session
+
+    tmp = tmp_path_factory.mktemp("spark")
+    landing = tmp / "landing"
+    build_fixture(landing)
+    # lookback 0: a daily run recomputes its own date and the dates of late events only, so
+    # some date partitions lie outside its window
+    settings = make_settings(tmp, landing, lookback_days=0)
+    with instance_for_test() as instance:
+        run_range(settings, instance, D[1], D[3])
+        spark = spark_session(tmp / "spark")
+        yield settings, instance, spark, tmp / "spark"
+    spark.stop()
+    shutil.rmtree(tmp / "spark", ignore_errors=True)
+
+
+def _assert_equal(check) -> None:
+    from expplatform.spark import COMPARED_TABLES, comparison_report
+
+    assert check.dbt.success, comparison_report(check)
+    assert [c.table for c in check.comparisons] == list(COMPARED_TABLES)
+    assert check.equal, comparison_report(check)
+
+
+def test_spark_build_equals_duckdb_then_an_incremental_day_too(spark_env) -> None:
+    from expplatform.spark import build_and_compare
+
+    settings, instance, spark, work_dir = spark_env
+
+    # 1. Backfill D1..D3: Spark builds every model from scratch and runs the data tests.
+    first = build_and_compare(spark, settings.duckdb_path, work_dir)
+    _assert_equal(first)
+    # Non-empty on both sides (an empty == empty comparison would prove nothing), with
+    # sample-ratio p-values (chi2_sf runs as a Python UDF on Spark).
+    assert all(c.spark_rows > 0 for c in first.comparisons)
+    p_values = spark.sql(
+        "select count(*) from marts.mart_experiment_health_daily where srm_p_value is not null"
+    ).first()[0]
+    assert p_values > 0
+    tests_run = [k for k in first.dbt.statuses if k.startswith("test.")]
+    assert len(tests_run) >= 50 and all(first.dbt.statuses[k] == "pass" for k in tests_run)
+    before = partition_files(work_dir)
+    assert {f"exposure_date=2025-12-0{n}" for n in (1, 2, 3)} <= before.keys()
+
+    # 2. Day D4 on DuckDB is a daily (incremental) run; Spark overwrites the recomputed date
+    # partitions of int_experiment_user_days and rebuilds the user-sliced tables.
+    run_range(settings, instance, D[4], D[4])
+    window = {r[0] for r in query(settings.duckdb_path, "select * from ops.recompute_dates")}
+    assert window == {D[1], D[4]}  # D4 itself and the date of its late event ld-18
+    second = build_and_compare(spark, settings.duckdb_path, work_dir, dbt_args=("run",))
+    _assert_equal(second)
+    by_table = {c.table: c for c in second.comparisons}
+    assert by_table["fct_experiment_assignments"].spark_rows == len(EXPECTED_ASSIGNMENTS)
+    # Only the recomputed dates were rewritten: D2 and D3, outside the window, keep the files
+    # of the first build; D1 (the late event's date) got new ones.
+    after = partition_files(work_dir)
+    for unchanged in ("exposure_date=2025-12-02", "exposure_date=2025-12-03"):
+        assert after[unchanged] == before[unchanged]
+    assert after["exposure_date=2025-12-01"].isdisjoint(before["exposure_date=2025-12-01"])
+
+
+def test_copy_names_a_missing_warehouse(spark_env, tmp_path: Path) -> None:
+    from expplatform.spark import copy_warehouse_tables
+
+    _, _, spark, _ = spark_env
+    missing = tmp_path / "missing.duckdb"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        copy_warehouse_tables(spark, missing, tmp_path / "export")
+    assert not missing.exists()

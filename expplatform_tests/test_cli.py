@@ -80,3 +80,8 @@ def test_errors_say_what_to_do(tmp_path: Path, capsys):
     )
     assert no_landing.returncode == 2
     assert "does not exist" in no_landing.stderr and "expplatform sample-data" in no_landing.stderr
+
+    no_warehouse = run_cli("spark-check", "--duckdb-path", str(missing))
+    assert no_warehouse.returncode == 2
+    assert f"{missing}: no warehouse there" in no_warehouse.stderr
+    assert "expplatform materialize" in no_warehouse.stderr

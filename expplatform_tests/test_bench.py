@@ -79,8 +79,11 @@ def test_bare_script_renders_every_placeholder(tmp_path: Path) -> None:
 
 def test_dev_sample_matches_the_dbt_macro() -> None:
     # The bare script must sample exactly like dbt_project/macros/dev_sample.sql.
+    # dev_sample.sql compares user_bucket() (cross_engine.sql; DuckDB's version here) to the pct
     macro = (DBT_PROJECT_DIR / "macros" / "dev_sample.sql").read_text()
-    assert "(hash({{ user_column }}) % 10000) <" in macro
+    assert "{{ user_bucket(user_column) }} < " in macro
+    buckets = (DBT_PROJECT_DIR / "macros" / "cross_engine.sql").read_text()
+    assert "(hash({{ user_column }}) % 10000)" in buckets.split("macro duckdb__user_bucket")[1]
     sample = DevSample(user_pct=12.5, recent_days=3)
     assert sample.user_condition() == "(hash(u) % 10000) < 1250"
     assert sample.days_condition() == "d > current_date - interval 3 day"

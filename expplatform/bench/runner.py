@@ -50,6 +50,7 @@ def run_job(start: date, end: date) -> dict[str, Any]:
     steps: dict[str, dict[str, float]] = {}
     models: dict[str, float] = {}
     tests: dict[str, float] = {}
+    owners: dict[tuple[str, str], str] = {}  # (measure, model or test) -> its step
     loads: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     for record in instance.all_logs(result.run_id):
@@ -70,9 +71,10 @@ def run_job(start: date, end: date) -> dict[str, Any]:
             key = materialization.asset_key.to_user_string()
             metadata = materialization.metadata
             if "Execution Duration" in metadata:
+                # a partitioned dbt asset reports one materialization per partition of the
+                # range, each with the same model's duration: count it once
                 models[key] = float(metadata["Execution Duration"].value)
-                step_times = steps.setdefault(step, {})
-                step_times["models_s"] = step_times.get("models_s", 0.0) + models[key]
+                owners[("models_s", key)] = step
             if "rows_loaded" in metadata:
                 loads[key] = {
                     name: metadata[name].value
@@ -85,8 +87,11 @@ def run_job(start: date, end: date) -> dict[str, Any]:
             if duration is not None and duration.value is not None:
                 name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
                 tests[name] = float(duration.value)
-                step_times = steps.setdefault(step, {})
-                step_times["tests_s"] = step_times.get("tests_s", 0.0) + tests[name]
+                owners[("tests_s", name)] = step
+    for (measure, name), step in owners.items():
+        duration = models[name] if measure == "models_s" else tests[name]
+        step_times = steps.setdefault(step, {})
+        step_times[measure] = step_times.get(measure, 0.0) + duration
     import expplatform
 
     return {

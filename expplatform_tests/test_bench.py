@@ -17,6 +17,7 @@ import pytest
 from expplatform.bench.harness import (
     QUICK_SCALE,
     BenchScale,
+    _load_note,
     evaluate_targets,
     markdown_report,
     merge_results,
@@ -259,3 +260,13 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert {t["target"] for t in data["targets"]} >= {"A backfill wall / C bare wall"}
     assert "| A / C |" in path.with_suffix(".md").read_text()
     assert not list((tmp_path / "work").iterdir())  # the work folder was removed
+
+
+def test_load_note_says_whether_other_work_competed() -> None:
+    def result(*loads: float) -> dict:
+        runs = [{"load_average_1m": load} for load in loads]
+        return {"machine": {"cpus": 2}, "bare": {"runs": runs}}
+
+    assert "nothing else competed" in _load_note(result(1.7, 1.9, 2.4))
+    assert "other work was competing" in _load_note(result(1.7, 2.6))
+    assert _load_note({"machine": {"cpus": 2}}) == ""

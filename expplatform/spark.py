@@ -21,34 +21,22 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from expplatform.config import DBT_PROJECT_DIR
+from expplatform.contract import CONTRACT_TABLES
 from expplatform.transform.duckdb_udfs import CHI2_SF_NAME, chi2_sf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-#: The contract's output tables (DATA_CONTRACT.md section 5) and the per-tier health mart,
-#: each with the columns that identify a row.
+#: The contract's output tables and the per-tier health mart, with the columns identifying a row.
 COMPARED_TABLES: dict[str, tuple[str, ...]] = {
-    "dim_experiments": ("experiment_key",),
-    "dim_experiment_variations": ("experiment_key", "variation_name"),
-    "dim_users": ("user_id",),
-    "dim_subscription_history": ("subscription_change_id",),
-    "fct_experiment_exposures_daily": ("experiment_key", "user_id", "exposure_date"),
-    "fct_experiment_assignments": ("experiment_key", "user_id"),
-    "mart_experiment_allocation_daily": (
-        "experiment_key",
-        "date",
-        "variation_name",
-        "subscription_tier",
-    ),
-    "mart_experiment_health_daily": ("experiment_key", "date"),
+    **CONTRACT_TABLES,
     "mart_experiment_health_by_tier_daily": ("experiment_key", "date", "subscription_tier"),
 }
 
@@ -214,8 +202,6 @@ def _normalise(value: Any) -> Any:
         return None if math.isnan(value) else value
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
-    if isinstance(value, date):
-        return value
     if hasattr(value, "item"):  # numpy scalars
         return _normalise(value.item())
     return value

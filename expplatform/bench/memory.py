@@ -27,7 +27,8 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
-def _parent_of(pid: int) -> int | None:
+def _stat_field(pid: int, index: int) -> int | None:
+    """An integer field of /proc/<pid>/stat after the command name (0: state, 1: ppid, 2: pgrp)."""
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -35,21 +36,17 @@ def _parent_of(pid: int) -> int | None:
     # The command name (field 2) is in parentheses and may contain spaces: parse after it.
     fields = text[text.rfind(")") + 2 :].split()
     try:
-        return int(fields[1])
+        return int(fields[index])
     except (IndexError, ValueError):
         return None
+
+
+def _parent_of(pid: int) -> int | None:
+    return _stat_field(pid, 1)
 
 
 def _group_of(pid: int) -> int | None:
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return int(fields[2])
-    except (IndexError, ValueError):
-        return None
+    return _stat_field(pid, 2)
 
 
 def kill_group_members(pgid: int) -> int:

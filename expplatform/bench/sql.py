@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from expplatform.config import DBT_PROJECT_DIR, PROJECT_ROOT
+from expplatform.contract import CONTRACT_TABLES
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 BARE_SQL = BENCH_DIR / "bare_pipeline.sql"
@@ -26,16 +27,7 @@ SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
 
 #: The contract's section-5 tables, compared between the pipeline (schema marts) and the bare
 #: script (schema bare).
-COMPARED_TABLES = (
-    "dim_experiments",
-    "dim_experiment_variations",
-    "dim_users",
-    "dim_subscription_history",
-    "fct_experiment_exposures_daily",
-    "fct_experiment_assignments",
-    "mart_experiment_allocation_daily",
-    "mart_experiment_health_daily",
-)
+COMPARED_TABLES = tuple(CONTRACT_TABLES)
 
 _NAME_RE = re.compile(r"create\s+(?:or\s+replace\s+)?(?:temp\s+)?(?:table|macro|schema)\s+"
                       r"(?:if\s+not\s+exists\s+)?([\w.]+)", re.IGNORECASE)  # fmt: skip

@@ -14,7 +14,7 @@ SAMPLE_USERS ?= 20000
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install run test lint format bench sample-data materialize ui dbt-parse clean
+.PHONY: install run test lint format bench sample-data materialize ui clean
 
 $(STAMP): pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -23,15 +23,11 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/pip install --quiet -e ".[dev,spark]"
 	@touch $(STAMP)
 
-install: $(STAMP) dagster-home dbt-parse
-
-dagster-home:
-	@mkdir -p $(DAGSTER_HOME)
-	@cp config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-
-# The manifest is build output (never committed): tests, CI and `dagster dev` need it.
-dbt-parse: $(STAMP)
-	$(BIN)/expplatform prepare
+# The dbt manifest (build output, never committed) and the instance settings in DAGSTER_HOME
+# (config/dagster.yaml, written only where none exists) must be in place before any Dagster
+# process starts: Dagster reads dagster.yaml once, at start-up.
+install: $(STAMP)
+	$(BIN)/expplatform prepare --if-stale
 
 sample-data: install
 	$(BIN)/expplatform sample-data --days $(SAMPLE_DAYS) --users $(SAMPLE_USERS)
@@ -40,9 +36,11 @@ materialize: install
 	$(BIN)/expplatform materialize --sample-range
 
 ui: install
+	$(BIN)/expplatform instance
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 run: install
+	$(BIN)/expplatform instance
 	$(BIN)/expplatform sample-data --days $(SAMPLE_DAYS) --users $(SAMPLE_USERS)
 	$(BIN)/expplatform materialize --sample-range
 	@echo "Dagster UI: http://$(HOST):$(PORT)"

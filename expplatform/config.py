@@ -1,29 +1,25 @@
 """Configuration from the environment (contract §1), resolved in one place.
 
-Relative paths are relative to the project root, whatever the working
+Every setting the platform reads from the environment is a field of :class:`Settings`,
+with its variable and default in :data:`SETTINGS_DOC` (the README's configuration table is
+tested against it). Relative paths are relative to the project root, whatever the working
 directory of the process that reads them.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 SHIPPED_DAGSTER_YAML = PROJECT_ROOT / "config" / "dagster.yaml"
+#: The shipped dbt project (EXPPLATFORM_DBT_PROJECT_DIR may point elsewhere).
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
-DEFAULT_LANDING_DIR = "data/landing"
-DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
-DEFAULT_START_DATE = "2025-12-01"
-DEFAULT_LOOKBACK_DAYS = 2
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
-DEFAULT_ALERT_LOG = "data/alerts.log"
-
-#: The one pool every DuckDB-touching step declares (limit 1 in dagster.yaml).
+#: The one pool every warehouse-writing step declares (limit 1 in config/dagster.yaml).
 DUCKDB_POOL = "duckdb_warehouse"
 
 
@@ -31,7 +27,63 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message says which and how to fix it."""
 
 
-def _resolve(path: str) -> Path:
+@dataclass(frozen=True)
+class SettingDoc:
+    """One environment variable: its default (as written in the README) and what it means."""
+
+    env: str
+    default: str | None
+    meaning: str
+
+
+#: Every variable the platform reads, in the README's order. `None` default = unset.
+SETTINGS_DOC: tuple[SettingDoc, ...] = (
+    SettingDoc("EXPPLATFORM_LANDING_DIR", "data/landing", "root of the landing zone"),
+    SettingDoc("EXPPLATFORM_DUCKDB_PATH", "data/warehouse.duckdb", "the embedded warehouse"),
+    SettingDoc(
+        "EXPPLATFORM_SERVING_PATH",
+        "data/serving.duckdb",
+        "the readers' copy of the marts, published atomically after each successful run",
+    ),
+    SettingDoc("EXPPLATFORM_START_DATE", "2025-12-01", "the first daily partition"),
+    SettingDoc(
+        "EXPPLATFORM_LOOKBACK_DAYS",
+        "2",
+        "days before the run's arrival date that are recomputed",
+    ),
+    SettingDoc(
+        "EXPPLATFORM_ALERT_WEBHOOK_URL", None, "team-channel webhook (a secret: never logged)"
+    ),
+    SettingDoc("EXPPLATFORM_ALERT_LOG", "data/alerts.log", "alerts as JSON lines (always)"),
+    SettingDoc("EXPPLATFORM_UI_URL", "http://127.0.0.1:3000", "base of the run links in alerts"),
+    SettingDoc(
+        "EXPPLATFORM_PAGES_URL",
+        "http://127.0.0.1:3001",
+        "base of the experiment health pages (links in alerts and asset metadata)",
+    ),
+    SettingDoc("EXPPLATFORM_PAGES_DIR", "data/pages", "where the health pages are written"),
+    SettingDoc("EXPPLATFORM_PAGES_PORT", "3001", "port of the page server of `make run`"),
+    SettingDoc(
+        "EXPPLATFORM_DBT_TARGET",
+        "duckdb",
+        "`dev` builds a deterministic sample of users and recent days",
+    ),
+    SettingDoc(
+        "EXPPLATFORM_DBT_PROJECT_DIR",
+        "dbt_project",
+        "the dbt project (the models, the registry seeds)",
+    ),
+    SettingDoc("EXPPLATFORM_DUCKDB_MEMORY_LIMIT", "3GB", "DuckDB memory limit of every run"),
+    SettingDoc("EXPPLATFORM_DUCKDB_THREADS", "2", "DuckDB threads of every run"),
+    SettingDoc(
+        "DAGSTER_HOME", ".dagster_home", "Dagster instance (run history, schedules, sensors)"
+    ),
+)
+_DEFAULTS = {doc.env: doc.default for doc in SETTINGS_DOC}
+
+
+def resolve_path(path: str | Path) -> Path:
+    """An absolute path: relative ones are taken from the project root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else PROJECT_ROOT / p
 
@@ -44,58 +96,108 @@ def parse_date(value: str, what: str) -> date:
         raise ConfigError(f"{what} must be a date like 2025-12-01, got {value!r}") from None
 
 
+def _whole_number(env: Mapping[str, str], name: str, minimum: int) -> int:
+    raw = env.get(name, _DEFAULTS[name] or "")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The platform's settings; build with :func:`get_settings`."""
+    """The platform's settings; build with :func:`get_settings` (tests build their own)."""
 
     landing_dir: Path
     duckdb_path: Path
     start_date: date
     lookback_days: int
-    ui_url: str
-    alert_log: Path
+    ui_url: str = "http://127.0.0.1:3000"
+    alert_log: Path = field(default_factory=lambda: resolve_path("data/alerts.log"))
+    serving_path: Path | None = None
+    pages_dir: Path | None = None
+    pages_url: str = "http://127.0.0.1:3001"
+    pages_port: int = 3001
+    dbt_target: str = "duckdb"
+    dbt_project_dir: Path = field(default_factory=lambda: resolve_path("dbt_project"))
+    duckdb_memory_limit: str = "3GB"
+    duckdb_threads: int = 2
 
-    def env_for_dbt(self) -> dict[str, str]:
-        """Environment variables the dbt subprocess needs (absolute paths)."""
+    def __post_init__(self) -> None:
+        # Tests build Settings with only the warehouse: its readers' copy and pages sit beside it.
+        if self.serving_path is None:
+            object.__setattr__(self, "serving_path", self.duckdb_path.with_name("serving.duckdb"))
+        if self.pages_dir is None:
+            object.__setattr__(self, "pages_dir", self.duckdb_path.with_name("pages"))
+
+    @property
+    def serving(self) -> Path:
+        """The serving copy's path (never None after construction)."""
+        assert self.serving_path is not None
+        return self.serving_path
+
+    @property
+    def pages(self) -> Path:
+        """The health pages' folder (never None after construction)."""
+        assert self.pages_dir is not None
+        return self.pages_dir
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (derived paths follow a new warehouse path)."""
+        if "duckdb_path" in changes:
+            changes.setdefault("serving_path", None)
+            changes.setdefault("pages_dir", None)
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def dbt_env(self) -> dict[str, str]:
+        """The environment the dbt profile reads (dbt_project/profiles.yml), absolute paths."""
         return {
             "EXPPLATFORM_DUCKDB_PATH": str(self.duckdb_path),
+            "EXPPLATFORM_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
+            "EXPPLATFORM_DUCKDB_THREADS": str(self.duckdb_threads),
             "EXPPLATFORM_LOOKBACK_DAYS": str(self.lookback_days),
         }
 
 
-def get_settings() -> Settings:
-    """Read the settings from the environment, applying the contract's defaults."""
-    lookback_raw = os.environ.get("EXPPLATFORM_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS))
-    try:
-        lookback = int(lookback_raw)
-    except ValueError:
-        raise ConfigError(
-            f"EXPPLATFORM_LOOKBACK_DAYS must be a whole number of days, got {lookback_raw!r}"
-        ) from None
-    if lookback < 0:
-        raise ConfigError(f"EXPPLATFORM_LOOKBACK_DAYS must be >= 0, got {lookback}")
+def get_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment (or `env`), applying the contract's defaults."""
+    env = os.environ if env is None else env
+
+    def path(name: str) -> Path:
+        return resolve_path(env.get(name) or _DEFAULTS[name] or "")
+
+    target = env.get("EXPPLATFORM_DBT_TARGET", _DEFAULTS["EXPPLATFORM_DBT_TARGET"] or "duckdb")
+    if target not in ("duckdb", "dev", "spark"):
+        raise ConfigError(f"EXPPLATFORM_DBT_TARGET must be duckdb, dev or spark, got {target!r}")
     return Settings(
-        landing_dir=_resolve(os.environ.get("EXPPLATFORM_LANDING_DIR", DEFAULT_LANDING_DIR)),
-        duckdb_path=_resolve(os.environ.get("EXPPLATFORM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)),
+        landing_dir=path("EXPPLATFORM_LANDING_DIR"),
+        duckdb_path=path("EXPPLATFORM_DUCKDB_PATH"),
+        serving_path=path("EXPPLATFORM_SERVING_PATH"),
+        pages_dir=path("EXPPLATFORM_PAGES_DIR"),
         start_date=parse_date(
-            os.environ.get("EXPPLATFORM_START_DATE", DEFAULT_START_DATE), "EXPPLATFORM_START_DATE"
+            env.get("EXPPLATFORM_START_DATE", _DEFAULTS["EXPPLATFORM_START_DATE"] or ""),
+            "EXPPLATFORM_START_DATE",
         ),
-        lookback_days=lookback,
-        ui_url=os.environ.get("EXPPLATFORM_UI_URL", DEFAULT_UI_URL).rstrip("/"),
-        alert_log=_resolve(os.environ.get("EXPPLATFORM_ALERT_LOG", DEFAULT_ALERT_LOG)),
+        lookback_days=_whole_number(env, "EXPPLATFORM_LOOKBACK_DAYS", 0),
+        ui_url=(env.get("EXPPLATFORM_UI_URL") or _DEFAULTS["EXPPLATFORM_UI_URL"] or "").rstrip("/"),
+        pages_url=(
+            env.get("EXPPLATFORM_PAGES_URL") or _DEFAULTS["EXPPLATFORM_PAGES_URL"] or ""
+        ).rstrip("/"),
+        pages_port=_whole_number(env, "EXPPLATFORM_PAGES_PORT", 1),
+        alert_log=path("EXPPLATFORM_ALERT_LOG"),
+        dbt_target=target,
+        dbt_project_dir=path("EXPPLATFORM_DBT_PROJECT_DIR"),
+        duckdb_memory_limit=env.get(
+            "EXPPLATFORM_DUCKDB_MEMORY_LIMIT", _DEFAULTS["EXPPLATFORM_DUCKDB_MEMORY_LIMIT"] or ""
+        ),
+        duckdb_threads=_whole_number(env, "EXPPLATFORM_DUCKDB_THREADS", 1),
     )
 
 
-def ensure_dagster_home() -> Path:
-    """Default DAGSTER_HOME to the project's .dagster_home/ holding the shipped dagster.yaml.
-
-    Run history then persists between `make run`s and the pool limit of the
-    single DuckDB writer is in force. An existing DAGSTER_HOME is respected;
-    a dagster.yaml already there is never overwritten.
-    """
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / "dagster.yaml"
-    if not target.exists():
-        shutil.copyfile(SHIPPED_DAGSTER_YAML, target)
-    return home
+def dagster_home(env: Mapping[str, str] | None = None) -> Path:
+    """The Dagster instance folder: $DAGSTER_HOME, else the project's .dagster_home/."""
+    env = os.environ if env is None else env
+    return resolve_path(env.get("DAGSTER_HOME") or _DEFAULTS["DAGSTER_HOME"] or ".dagster_home")

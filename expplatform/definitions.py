@@ -1,29 +1,71 @@
-"""The one Definitions object of the platform (loaded by workspace.yaml and the CLI)."""
+"""The one Definitions object of the platform (loaded by workspace.yaml, the CLI and the tests).
+
+Importing this module has no side effect: nothing is written, nothing is parsed. Dagster loads
+the definitions through :func:`defs` (a lazy `@definitions` entry point), which first checks that
+the Dagster instance has the limits the platform needs (expplatform/instance.py) and refuses to
+load, with the fix, otherwise. Tests and the CLI call :func:`build_definitions` with their
+settings.
+"""
 
 from __future__ import annotations
 
-from dagster import Definitions
+import os
 
-from expplatform.automation import freshness_checks, schedules, sensors
-from expplatform.config import Settings, ensure_dagster_home
-from expplatform.ingestion.assets import ingestion_assets
-from expplatform.jobs import materialize_all_job
-from expplatform.quality import asset_checks
+from dagster import DagsterInstance, Definitions, definitions, in_process_executor
+
+from expplatform.automation import alert_sensors, freshness_checks, freshness_checks_sensor
+from expplatform.automation.landing_sensor import build_landing_sensor
+from expplatform.automation.run_reaper import build_run_reaper
+from expplatform.automation.schedules import build_daily_schedule
+from expplatform.config import DUCKDB_POOL, Settings, get_settings
+from expplatform.ingestion.assets import build_ingestion_assets
+from expplatform.instance import check_instance
+from expplatform.jobs import build_materialize_all_job
+from expplatform.partitions import build_daily_partitions
 from expplatform.resources import build_resources
-from expplatform.transform.assets import dbt_model_assets
+from expplatform.serving import build_serving_asset
+from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
+from expplatform.transform.assets import build_dbt_assets
 
 
-def build_definitions(settings: Settings | None = None) -> Definitions:
-    """Assemble assets, checks, jobs, schedules, sensors and resources; tests pass their settings."""
+def build_definitions(
+    settings: Settings | None = None,
+    registry: SourceRegistry = DEFAULT_REGISTRY,
+    *,
+    step_pools: bool = True,
+) -> Definitions:
+    """Assemble assets, checks, jobs, schedules, sensors and resources for `settings`.
+
+    `step_pools=False` is for `expplatform materialize`, which executes its run in its own process
+    after waiting for the run queue to be idle (expplatform/cli/materialize.py).
+    """
+    settings = settings or get_settings()
+    pool = DUCKDB_POOL if step_pools else None
+    partitions_def = build_daily_partitions(settings.start_date)
+    job = build_materialize_all_job(partitions_def, exclude_checks=freshness_checks)
     return Definitions(
-        assets=[*ingestion_assets, *dbt_model_assets],
-        asset_checks=[*asset_checks, *freshness_checks],
-        schedules=schedules,
-        sensors=sensors,
-        jobs=[materialize_all_job],
-        resources=build_resources(settings),
+        assets=[
+            *build_ingestion_assets(registry, partitions_def, settings.dbt_project_dir, pool),
+            build_dbt_assets(settings, registry, partitions_def, pool),
+            build_serving_asset(pool),
+        ],
+        asset_checks=[*freshness_checks],
+        jobs=[job],
+        schedules=[build_daily_schedule(job)],
+        sensors=[
+            build_landing_sensor(job.name, registry, partitions_def),
+            freshness_checks_sensor,
+            build_run_reaper(),
+            *alert_sensors,
+        ],
+        resources=build_resources(settings, registry),
+        executor=in_process_executor,
     )
 
 
-ensure_dagster_home()
-defs = build_definitions()
+@definitions
+def defs() -> Definitions:
+    """What `dagster dev -w workspace.yaml` loads: the platform, on a correctly set-up instance."""
+    if os.environ.get("DAGSTER_HOME"):
+        check_instance(DagsterInstance.get())
+    return build_definitions()

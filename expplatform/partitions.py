@@ -6,16 +6,10 @@ from datetime import date, datetime, timedelta
 
 from dagster import DailyPartitionsDefinition, TimeWindow
 
-from expplatform.config import get_settings
 
-
-def build_daily_partitions(start_date: date | None = None) -> DailyPartitionsDefinition:
+def build_daily_partitions(start_date: date) -> DailyPartitionsDefinition:
     """Daily partitions keyed by arrival date; the last one is yesterday (a day is complete)."""
-    start = start_date or get_settings().start_date
-    return DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC")
-
-
-daily_partitions = build_daily_partitions()
+    return DailyPartitionsDefinition(start_date=start_date.isoformat(), timezone="UTC")
 
 
 def dates_in_window(window: TimeWindow) -> list[date]:

@@ -22,110 +22,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+from dagster import ConfigurableResource
+
+from expplatform.catalog import ddl
 
 log = logging.getLogger(__name__)
-
-#: Raw tables written by the ingestion assets (contract §2) and the ops
-#: bookkeeping read by the incremental dbt models (docs/ARCHITECTURE.md).
-DDL = """
-create schema if not exists raw;
-create schema if not exists ops;
-
-create table if not exists raw.partner_directpush_launchdarkly_events (
-    event_id varchar,
-    is_active varchar,
-    project varchar,
-    environment varchar,
-    event_kind varchar,
-    event_creationdate timestamp,
-    event_key varchar,
-    event_version bigint,
-    event_contextkeys_user varchar,
-    event_variation bigint,
-    event_variationname varchar,
-    event_value varchar,
-    event_default varchar,
-    event_reason_kind varchar,
-    event_in_experiment boolean,
-    event_prereqof varchar,
-    _load_date date not null,
-    _source_file varchar not null,
-    _line_number bigint not null,
-    _loaded_at timestamp not null
-);
-
-create table if not exists raw.legacy_feature_flag_events (
-    id varchar,
-    "user" varchar,
-    "timestamp" timestamp,
-    key varchar,
-    variation_name varchar,
-    value boolean,
-    value_raw varchar,
-    _load_date date not null,
-    _source_file varchar not null,
-    _line_number bigint not null,
-    _loaded_at timestamp not null
-);
-
-create table if not exists raw.users (
-    user_id varchar,
-    created_at timestamp,
-    country varchar,
-    is_test_account boolean,
-    _source_file varchar not null,
-    _line_number bigint not null,
-    _loaded_at timestamp not null
-);
-
-create table if not exists raw.subscription_changes (
-    subscription_change_id varchar,
-    user_id varchar,
-    tier varchar,
-    effective_at timestamp,
-    _source_file varchar not null,
-    _line_number bigint not null,
-    _loaded_at timestamp not null
-);
-
-create table if not exists raw.rejected_records (
-    source varchar not null,
-    _load_date date,
-    _source_file varchar not null,
-    line_number bigint,
-    raw_record varchar,
-    reason varchar not null,
-    _loaded_at timestamp not null
-);
-
-create table if not exists ops.recompute_dates (recompute_date date not null);
-create table if not exists ops.dim_changed_users (user_id varchar not null);
-create table if not exists ops.user_dim_state (user_id varchar not null, dim_hash varchar not null);
-create table if not exists ops.pending_users (user_id varchar not null);
-create table if not exists ops.pending_dates (pending_date date not null);
-create table if not exists ops.assignments_before (
-    experiment_key varchar not null,
-    user_id varchar not null,
-    assignment_date date,
-    variation_name varchar,
-    subscription_tier varchar,
-    last_exposure_date date
-);
-"""
 
 LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked", "lock on file")
 
 
-def duckdb_settings() -> dict[str, str]:
-    """Memory and thread limits set explicitly (same env vars as the dbt profile).
+def duckdb_settings(memory_limit: str | None = None, threads: int | None = None) -> dict[str, str]:
+    """Memory and thread limits set explicitly (the same settings as the dbt profile).
 
-    DuckDB defaults to 80% of RAM and every core; a bounded budget keeps the
-    whole process tree (Dagster + dbt + DuckDB) under the benchmark's 4 GB.
+    DuckDB defaults to 80% of RAM and every core; a bounded budget keeps the whole process
+    tree (Dagster + dbt + DuckDB) under the benchmark's 4 GB. Defaults: the platform settings.
     """
-    return {
-        "memory_limit": os.environ.get("EXPPLATFORM_DUCKDB_MEMORY_LIMIT", "3GB"),
-        "threads": os.environ.get("EXPPLATFORM_DUCKDB_THREADS", "2"),
-    }
+    if memory_limit is None or threads is None:
+        from expplatform.config import get_settings
+
+        settings = get_settings()
+        memory_limit = memory_limit or settings.duckdb_memory_limit
+        threads = threads or settings.duckdb_threads
+    return {"memory_limit": memory_limit, "threads": str(threads)}
 
 
 def wal_path(path: Path) -> Path:
@@ -157,6 +75,7 @@ def open_connection(
     read_only: bool = False,
     wait_seconds: float = 60.0,
     on_wait: Callable[[str], None] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse, waiting while another process holds the lock.
 
@@ -178,7 +97,12 @@ def open_connection(
         # still there once we hold the file was left by a writer that never closed it.
         wal_bytes = wal.stat().st_size if wal.exists() else None
         try:
-            con = duckdb.connect(str(path), read_only=read_only, config=duckdb_settings())
+            # No connect-time config: dbt-duckdb opens the file with none, and DuckDB refuses a
+            # second connection in the same process "with a different configuration". The
+            # limits are set on the connection instead.
+            con = duckdb.connect(str(path), read_only=read_only)
+            for name, value in (settings or duckdb_settings()).items():
+                con.execute(f"set {name} = '{value}'")
             con.execute("set TimeZone = 'UTC'")
             if wal_bytes is not None and wal.exists():
                 (on_wait or log.warning)(recovery_message(path, wal_bytes))
@@ -206,12 +130,16 @@ def connect(
     read_only: bool = False,
     wait_seconds: float = 60.0,
     on_wait: Callable[[str], None] | None = None,
+    settings: dict[str, str] | None = None,
+    project_dir: Path | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Context manager around :func:`open_connection`; writers get the raw/ops schemas."""
-    con = open_connection(path, read_only=read_only, wait_seconds=wait_seconds, on_wait=on_wait)
+    """Context manager around :func:`open_connection`; writers get the raw/ops tables."""
+    con = open_connection(
+        path, read_only=read_only, wait_seconds=wait_seconds, on_wait=on_wait, settings=settings
+    )
     try:
         if not read_only:
-            con.execute(DDL)
+            con.execute(ddl(project_dir) if project_dir else ddl())
         yield con
     finally:
         con.close()
@@ -239,3 +167,37 @@ def pause_point(point: str, detail: str = "") -> None:
     tmp.write_text(f"{point} {detail} pid={os.getpid()}\n")
     tmp.replace(marker)
     time.sleep(600)
+
+
+class WarehouseResource(ConfigurableResource):
+    """The DuckDB warehouse: where it is, its limits, and how to open it (with the lock wait).
+
+    Every asset and check opens the warehouse through :meth:`connect`, so the retry on a busy
+    file, the recovery message after a crash and the creation of the raw/ops tables live here.
+    """
+
+    path: str
+    memory_limit: str = "3GB"
+    threads: int = 2
+    dbt_project_dir: str = ""
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.path).resolve()
+
+    def connect(
+        self,
+        *,
+        read_only: bool = False,
+        on_wait: Callable[[str], None] | None = None,
+        wait_seconds: float = 60.0,
+    ):
+        """A connection (context manager); writers get the declared raw and ops tables."""
+        return connect(
+            self.database_path,
+            read_only=read_only,
+            on_wait=on_wait,
+            wait_seconds=wait_seconds,
+            settings=duckdb_settings(self.memory_limit, self.threads),
+            project_dir=Path(self.dbt_project_dir) if self.dbt_project_dir else None,
+        )

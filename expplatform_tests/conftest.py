@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from expplatform.warehouse import DDL
+from expplatform.catalog import ddl
 
 
 def write_text(path: Path, text: str, *, compress: bool = False) -> Path:
@@ -54,12 +54,22 @@ def ld_line(
     return json.dumps(record)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dbt_manifest() -> Path:
+    """The dbt manifest the definitions are built from (an explicit step, never done on import)."""
+    from expplatform.config import get_settings
+    from expplatform.sources import DEFAULT_REGISTRY
+    from expplatform.transform.project import prepare_manifest
+
+    return prepare_manifest(get_settings(), DEFAULT_REGISTRY)
+
+
 @pytest.fixture
 def con() -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory warehouse with the raw and ops schemas."""
     connection = duckdb.connect()
     connection.execute("set TimeZone = 'UTC'")
-    connection.execute(DDL)
+    connection.execute(ddl())
     yield connection
     connection.close()
 

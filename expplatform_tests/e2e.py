@@ -11,7 +11,7 @@ from dagster import DagsterInstance
 
 from expplatform.config import Settings
 from expplatform.definitions import build_definitions
-from expplatform.jobs import materialize_all_job
+from expplatform.jobs import MATERIALIZE_ALL
 
 #: The contract tables (§5) compared whole by the idempotence tests.
 CONTRACT_TABLES = {
@@ -40,7 +40,7 @@ def make_settings(tmp_path: Path, landing: Path, lookback_days: int = 2) -> Sett
 def run_range(settings: Settings, instance: DagsterInstance, start: date, end: date) -> None:
     """Materialize every asset for arrival dates [start, end] as one single-run backfill."""
     defs = build_definitions(settings)
-    job = defs.resolve_job_def(materialize_all_job.name)
+    job = defs.resolve_job_def(MATERIALIZE_ALL)
     result = job.execute_in_process(
         instance=instance,
         tags={

@@ -17,7 +17,7 @@ import jinja2
 import pytest
 
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.transform.project import prepare_manifest
+from expplatform.transform.project import manifest_path
 from expplatform.warehouse import connect
 
 ANALYSES = DBT_PROJECT_DIR / "analyses"
@@ -33,7 +33,7 @@ def render(path: Path) -> str:
     Relations are `schema.identifier` from the project's manifest, without the database (it is
     named after the warehouse file the manifest was parsed with).
     """
-    manifest = json.loads(prepare_manifest().read_text())
+    manifest = json.loads(manifest_path(DBT_PROJECT_DIR).read_text())
     sources = {
         (node["source_name"], node["name"]): f"{node['schema']}.{node['identifier']}"
         for node in manifest["sources"].values()

@@ -18,15 +18,19 @@ from pathlib import Path
 import pytest
 
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.transform.project import DBT_TARGET, dbt_executable, prepare_manifest
+from expplatform.sources import DEFAULT_REGISTRY
+from expplatform.transform.project import dbt_executable, manifest_path
 from expplatform.warehouse import connect
+
+#: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
+DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
 
 DOCUMENTED_TYPES = ("model", "seed", "analysis")
 
 
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    return json.loads(prepare_manifest().read_text())
+    return json.loads(manifest_path(DBT_PROJECT_DIR).read_text())
 
 
 def _documented(manifest: dict) -> dict[str, dict]:
@@ -103,7 +107,7 @@ def test_dbt_docs_generate_offline_documents_every_warehouse_column(built, tmp_p
         [
             dbt_executable(), "docs", "generate", "--static",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target", DBT_TARGET, "--target-path", str(tmp_path / "target"),
+            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(tmp_path / "target"),
             "--log-path", str(tmp_path / "logs"),
         ],
         env={

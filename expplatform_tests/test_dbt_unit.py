@@ -15,22 +15,26 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from expplatform.catalog import ddl
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.transform.project import DBT_TARGET, dbt_executable
-from expplatform.warehouse import DDL
+from expplatform.sources import DEFAULT_REGISTRY
+from expplatform.transform.project import dbt_executable
+
+#: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
+DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
 
 
 @pytest.mark.slow
 def test_dbt_unit_tests_pass(tmp_path: Path):
     warehouse = tmp_path / "warehouse.duckdb"
     con = duckdb.connect(str(warehouse))
-    con.execute(DDL)  # the raw and ops tables the models read
+    con.execute(ddl())  # the raw and ops tables the models read
     con.close()
     result = subprocess.run(
         [
             dbt_executable(), "build", "--empty",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target", DBT_TARGET, "--target-path", str(tmp_path / "target"),
+            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(tmp_path / "target"),
             "--log-path", str(tmp_path / "logs"),
         ],
         env={**os.environ, "EXPPLATFORM_DUCKDB_PATH": str(warehouse)},

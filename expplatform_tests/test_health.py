@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -23,9 +24,13 @@ from dagster import AssetCheckSeverity, instance_for_test
 
 from expplatform.config import DBT_PROJECT_DIR
 from expplatform.quality import checks as qc
-from expplatform.transform.project import DBT_TARGET, dbt_executable
+from expplatform.sources import DEFAULT_REGISTRY
+from expplatform.transform.project import dbt_executable
 from expplatform.warehouse import connect
 from expplatform_tests.e2e import make_settings, query
+
+#: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
+DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +98,7 @@ def build_health_marts(tmp_path: Path) -> Path:
             dbt_executable(), "build", "--exclude-resource-type", "unit_test",
             "--select", "mart_experiment_health_daily", "mart_experiment_health_by_tier_daily",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target", DBT_TARGET, "--target-path", str(tmp_path / "target"),
+            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(tmp_path / "target"),
             "--log-path", str(tmp_path / "logs"),
         ],
         env={**os.environ, "EXPPLATFORM_DUCKDB_PATH": str(warehouse)},
@@ -232,11 +237,11 @@ def test_checks_in_a_dagster_run(built, tmp_path):
     with a lookback of 2. Recomputed dates 12-01..12-04 reconcile with staging.
     """
     from expplatform.definitions import build_definitions
-    from expplatform.jobs import materialize_all_job
+    from expplatform.jobs import MATERIALIZE_ALL
 
     settings = make_settings(tmp_path, built.landing_dir)
     shutil.copyfile(built.duckdb_path, settings.duckdb_path)
-    job = build_definitions(settings).resolve_job_def(materialize_all_job.name)
+    job = build_definitions(settings).resolve_job_def(MATERIALIZE_ALL)
     with instance_for_test() as instance:
         result = job.execute_in_process(instance=instance, partition_key="2025-12-04")
     assert result.success

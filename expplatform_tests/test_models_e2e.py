@@ -309,20 +309,10 @@ def test_a_daily_run_reads_only_its_window(built, tmp_path):
 
 def test_dev_target_keeps_a_consistent_user_sample(built, tmp_path, monkeypatch):
     """EXPPLATFORM_DBT_TARGET=dev keeps the users whose hash falls in the sample, everywhere."""
-    import importlib
-
-    import expplatform.transform.project as project
-
-    monkeypatch.setenv("EXPPLATFORM_DBT_TARGET", "dev")
     monkeypatch.setenv("EXPPLATFORM_DEV_SAMPLE_PCT", "50")
-    importlib.reload(project)
-    try:
-        settings = make_settings(tmp_path, built.landing_dir)
-        with instance_for_test() as instance:
-            run_range(settings, instance, D[1], D[4])
-    finally:
-        monkeypatch.undo()
-        importlib.reload(project)
+    settings = make_settings(tmp_path, built.landing_dir).with_changes(dbt_target="dev")
+    with instance_for_test() as instance:
+        run_range(settings, instance, D[1], D[4])
     fixture_users = sorted({row[1] for row in EXPECTED_DAILY})
     con = duckdb.connect()
     kept = [

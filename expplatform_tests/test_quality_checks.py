@@ -17,27 +17,26 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster import (
+    AssetCheckKey,
     AssetCheckSeverity,
     AssetSelection,
-    BackfillPolicy,
     Definitions,
-    asset,
-    build_asset_check_context,
     define_asset_job,
     instance_for_test,
 )
-from dagster_duckdb import DuckDBResource
 
-from expplatform.partitions import daily_partitions
-from expplatform.quality import asset_checks
+from expplatform.config import DBT_PROJECT_DIR
+from expplatform.partitions import build_daily_partitions
 from expplatform.quality import checks as qc
 from expplatform.quality import queries as q
-from expplatform.resources import LandingZoneResource
+from expplatform.sources import LAUNCHDARKLY, LEGACY
 from expplatform.warehouse import connect
 
+PARTITIONS = build_daily_partitions(date(2025, 12, 1))
+
 D = {n: date(2025, 12, n) for n in range(1, 31)}
-LD_KEY = qc.partner_directpush_launchdarkly_events.key
-LEGACY_KEY = qc.legacy_feature_flag_events.key
+LD_KEY = LAUNCHDARKLY.asset_key
+LEGACY_KEY = LEGACY.asset_key
 
 #: The tables the checks read, with the columns they read (the real ones have more).
 FIXTURE_DDL = """
@@ -315,7 +314,7 @@ def test_rejected_rate_boundaries(con, loaded, rejected, passed, severity):
     load_lines(con, D[2], loaded, rejected)
     load_lines(con, D[1], 10, 90)  # another partition, not in the run
     load_lines(con, D[2], 0, 500, source="launchdarkly")  # another source
-    result = qc.evaluate_rejected_rate(con, LEGACY_KEY, [D[2]])
+    result = qc.evaluate_rejected_rate(con, LEGACY, [D[2]])
     assert result.passed is passed
     if not passed:
         assert result.severity == severity
@@ -325,7 +324,7 @@ def test_rejected_rate_boundaries(con, loaded, rejected, passed, severity):
 
 
 def test_rejected_rate_of_an_empty_partition_passes(con):
-    assert qc.evaluate_rejected_rate(con, LD_KEY, [D[3]]).passed
+    assert qc.evaluate_rejected_rate(con, LAUNCHDARKLY, [D[3]]).passed
 
 
 # --- late events ----------------------------------------------------------------------------
@@ -340,15 +339,17 @@ def test_late_events_beyond_the_lookback(con):
             "select 'ld-' || i, ?, ?, 'f.jsonl', i, now() from range(?) as t(i)",
             [datetime(2025, 12, event_day, 23, 59), D[5], n],
         )
-    result = qc.evaluate_late_events(con, LD_KEY, [D[5]], lookback_days=2)
+    result = qc.evaluate_late_events(con, LAUNCHDARKLY, [D[5]], lookback_days=2)
     assert not result.passed and result.severity == AssetCheckSeverity.WARN
     assert reproduce(con, result) == [(D[5], D[1], 4, 1), (D[5], D[2], 3, 3)]
     md = result.metadata
     assert md["affected_event_dates"].value == "2025-12-01, 2025-12-02"
     assert "expplatform materialize --start 2025-12-05 --end 2025-12-05" in md["note"].value
     assert "recomputed automatically" in md["note"].value
-    assert qc.evaluate_late_events(con, LD_KEY, [D[5]], lookback_days=4).passed
-    assert qc.evaluate_late_events(con, LD_KEY, [D[4]], lookback_days=2).passed  # other arrival
+    assert qc.evaluate_late_events(con, LAUNCHDARKLY, [D[5]], lookback_days=4).passed
+    assert qc.evaluate_late_events(
+        con, LAUNCHDARKLY, [D[4]], lookback_days=2
+    ).passed  # other arrival
 
 
 # --- reconciliation -------------------------------------------------------------------------
@@ -499,42 +500,46 @@ def test_queries_of_empty_windows_run(con):
         q.reconciliation_findings_sql([]),
         q.volume_anomaly_findings_sql([]),
         q.rejected_rate_findings_sql("legacy", "raw.legacy_feature_flag_events", []),
-        q.late_events_findings_sql("raw.legacy_feature_flag_events", [], 2),
+        q.late_events_findings_sql("raw.legacy_feature_flag_events", "timestamp", [], 2),
     ):
         assert con.execute(sql).fetchall() == []
 
 
-def test_every_check_is_in_the_duckdb_pool_with_a_description():
-    from expplatform.config import DUCKDB_POOL
-
-    assert len(asset_checks) == 3
-    for checks_def in asset_checks:
-        assert checks_def.op.pool == DUCKDB_POOL
-        for spec in checks_def.check_specs:
-            assert spec.description and len(spec.description) > 60, spec.key
-    names = {spec.key.name for d in asset_checks for spec in d.check_specs}
-    assert names == {
+def test_every_check_has_a_description_and_its_place():
+    """Mart checks go to the dbt step, the raw checks to each flag source's raw asset."""
+    raw_specs = [
+        spec for source in (LAUNCHDARKLY, LEGACY) for spec in qc.raw_check_specs(source, PARTITIONS)
+    ]
+    for spec in [*qc.MART_CHECK_SPECS, *raw_specs]:
+        assert spec.description and len(spec.description) > 60, spec.key
+    assert {spec.key.name for spec in qc.MART_CHECK_SPECS} == {
         qc.SRM, qc.SRM_BY_TIER, qc.MULTIPLE_VARIATIONS, qc.UNREGISTERED_VARIATIONS,
-        qc.RECONCILIATION, qc.VOLUME, qc.REJECTED_RATE, qc.LATE_EVENTS,
+        qc.RECONCILIATION, qc.VOLUME,
     }  # fmt: skip
+    assert {(spec.key.asset_key, spec.key.name) for spec in raw_specs} == {
+        (key, name) for key in (LD_KEY, LEGACY_KEY) for name in (qc.REJECTED_RATE, qc.LATE_EVENTS)
+    }
+    assert all(spec.partitions_def is PARTITIONS for spec in raw_specs)
 
 
-def test_marts_health_checks_by_direct_invocation(warehouse):
+def test_health_checks_evaluated_on_the_marts(warehouse):
     with connect(warehouse) as con:
         add_assignments(con, 600, "control")
         add_assignments(con, 400, "treatment")
         add_health(con, D[1], 1000, 40.0, "unhealthy")
-    context = build_asset_check_context(
-        resources={"warehouse": DuckDBResource(database=str(warehouse))}
-    )
-    results = {r.check_name: r for r in qc.marts_health_checks(context)}
+        selected = {
+            AssetCheckKey(qc.HEALTH_KEY, qc.SRM),
+            AssetCheckKey(qc.HEALTH_BY_TIER_KEY, qc.SRM_BY_TIER),
+            AssetCheckKey(qc.ASSIGNMENTS_KEY, qc.MULTIPLE_VARIATIONS),
+        }
+        results = {r.check_name: r for r in qc.evaluate_mart_checks(con, selected)}
     assert set(results) == {qc.SRM, qc.SRM_BY_TIER, qc.MULTIPLE_VARIATIONS}
     assert not results[qc.SRM].passed
     assert results[qc.SRM_BY_TIER].passed  # the by-tier table is empty
     assert results[qc.MULTIPLE_VARIATIONS].passed
 
 
-def test_exposures_daily_checks_read_the_recompute_window(warehouse):
+def test_exposure_checks_read_the_recompute_window(warehouse):
     with connect(warehouse) as con:
         con.execute("insert into ops.recompute_dates values (date '2025-12-02')")
         con.execute(
@@ -542,56 +547,70 @@ def test_exposures_daily_checks_read_the_recompute_window(warehouse):
             "timestamp '2025-12-02 10:00', date '2025-12-02', 'exp-flag', true, false, "
             "'feature', null, date '2025-12-02', 'f', 1)"
         )
-    context = build_asset_check_context(
-        resources={"warehouse": DuckDBResource(database=str(warehouse))}
-    )
-    results = {r.check_name: r for r in qc.exposures_daily_checks(context)}
+        selected = {
+            AssetCheckKey(qc.EXPOSURES_KEY, name)
+            for name in (qc.RECONCILIATION, qc.UNREGISTERED_VARIATIONS, qc.VOLUME)
+        }
+        results = {r.check_name: r for r in qc.evaluate_mart_checks(con, selected)}
     assert not results[qc.RECONCILIATION].passed  # u1 is exposed on 12-02 but not in fct
     assert results[qc.RECONCILIATION].metadata["recomputed_dates"].value == "2025-12-02"
     assert results[qc.UNREGISTERED_VARIATIONS].passed
     assert results[qc.VOLUME].passed
 
 
-def test_raw_checks_are_evaluated_per_partition(warehouse, tmp_path):
-    """In a partition's run the raw checks look at that arrival date only, and record it."""
-    with connect(warehouse) as con:
-        load_lines(con, D[2], 949, 51)  # 5.1%: ERROR on 12-02
-        load_lines(con, D[3], 1000, 0)
-    stubs = []
-    for key in (LD_KEY, LEGACY_KEY):  # stand-ins for the raw assets: the checks read the tables
+def legacy_file(path: Path, good: int, bad: int) -> None:
+    """A legacy export of `good` valid rows and `bad` rows without a user (rejected)."""
+    rows = ["id,user,timestamp,key,variation_name,value"]
+    rows += [f"g{i},u{i},2025-12-01T10:00:00Z,vault_launch,control,true" for i in range(good)]
+    rows += [f"b{i},,2025-12-01T10:00:00Z,vault_launch,control,true" for i in range(bad)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(rows) + "\n")
 
-        @asset(
-            key=key,
-            partitions_def=daily_partitions,
-            backfill_policy=BackfillPolicy.single_run(),
-        )
-        def _stub() -> None:
-            return None
 
-        stubs.append(_stub)
-    job = define_asset_job("raw_checks", AssetSelection.all(), partitions_def=daily_partitions)
+def test_raw_checks_are_evaluated_in_the_load_step_per_partition(tmp_path):
+    """A partition's run of the raw asset checks that arrival date only, and records it."""
+    from expplatform.ingestion.assets import build_ingestion_assets
+    from expplatform.resources import LandingZoneResource
+    from expplatform.sources import SourceRegistry
+    from expplatform.warehouse import WarehouseResource
+
+    landing = tmp_path / "landing"
+    legacy_file(landing / "legacy" / "date=2025-12-02" / "a.csv", 949, 51)  # 5.1%: ERROR
+    legacy_file(landing / "legacy" / "date=2025-12-03" / "a.csv", 1000, 0)
+    assets = build_ingestion_assets(SourceRegistry((LEGACY,)), PARTITIONS, DBT_PROJECT_DIR)
+    job = define_asset_job("raw", AssetSelection.all(), partitions_def=PARTITIONS)
+    warehouse = tmp_path / "warehouse.duckdb"
     defs = Definitions(
-        assets=stubs,
-        asset_checks=[qc.raw_event_checks],
+        assets=assets,
         jobs=[job],
         resources={
-            "warehouse": DuckDBResource(database=str(warehouse)),
-            "landing": LandingZoneResource(landing_dir=str(tmp_path), lookback_days=2),
+            "warehouse": WarehouseResource(path=str(warehouse)),
+            "landing": LandingZoneResource(landing_dir=str(landing), lookback_days=2),
         },
     )
     with instance_for_test() as instance:
         evaluations = {}
         for day in (D[2], D[3]):
-            result = defs.resolve_job_def("raw_checks").execute_in_process(
+            result = defs.resolve_job_def("raw").execute_in_process(
                 instance=instance, partition_key=day.isoformat()
             )
             for e in result.get_asset_check_evaluations():
-                evaluations[(e.asset_key, e.check_name, e.partition)] = e
-    legacy_d2 = evaluations[(LEGACY_KEY, qc.REJECTED_RATE, "2025-12-02")]
-    assert not legacy_d2.passed and legacy_d2.severity == AssetCheckSeverity.ERROR
-    assert evaluations[(LEGACY_KEY, qc.REJECTED_RATE, "2025-12-03")].passed
-    assert evaluations[(LD_KEY, qc.REJECTED_RATE, "2025-12-02")].passed
-    assert len(evaluations) == 8  # 2 checks × 2 assets × 2 partitions
+                evaluations[(e.check_name, e.partition)] = e
+    d2 = evaluations[(qc.REJECTED_RATE, "2025-12-02")]
+    assert not d2.passed and d2.severity == AssetCheckSeverity.ERROR
+    assert d2.metadata["finding_count"].value == 1
+    assert evaluations[(qc.REJECTED_RATE, "2025-12-03")].passed
+    assert len(evaluations) == 4  # 2 checks × 2 partitions
+    with connect(warehouse, read_only=True) as con:
+        recorded = con.execute(
+            "select check_name, partition, passed from ops.check_results order by all"
+        ).fetchall()
+    assert recorded == [
+        (qc.LATE_EVENTS, "2025-12-02", True),
+        (qc.LATE_EVENTS, "2025-12-03", True),
+        (qc.REJECTED_RATE, "2025-12-02", False),
+        (qc.REJECTED_RATE, "2025-12-03", True),
+    ]
 
 
 def test_dates_text():

@@ -37,13 +37,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, instance_for_test
+from dagster import AssetKey, DagsterEventType, DagsterInstance, instance_for_test
 from dagster_graphql import DagsterGraphQLClient
 
 from expplatform.config import PROJECT_ROOT
 from expplatform.definitions import build_definitions
-from expplatform.jobs import materialize_all_job
-from expplatform.transform.assets import app_dbt_models
+from expplatform.jobs import MATERIALIZE_ALL
 from expplatform.warehouse import is_lock_error
 from expplatform_tests.reliability_support import (
     FailingWebhook,
@@ -336,11 +335,14 @@ def test_a_dbt_step_waits_for_a_reader_instead_of_failing(built, tmp_path):
 
             watcher = threading.Thread(target=release_after_first_retry, daemon=True)
             watcher.start()
-            job = build_definitions(settings).resolve_job_def(materialize_all_job.name)
+            job = build_definitions(settings).resolve_job_def(MATERIALIZE_ALL)
             result = job.execute_in_process(
                 instance=instance,
                 run_id=run_id,
-                asset_selection=list(app_dbt_models.keys),
+                asset_selection=[
+                    AssetKey(["registry", "experiments"]),
+                    AssetKey(["marts", "dim_experiments"]),
+                ],
                 raise_on_error=False,
             )
             watcher.join(timeout=10)

@@ -31,7 +31,7 @@ from expplatform.automation import alerts
 from expplatform.automation.alert_sensors import alert_on_failed_checks, alert_on_run_failure
 from expplatform.config import get_settings
 from expplatform.definitions import build_definitions
-from expplatform.jobs import materialize_all_job
+from expplatform.jobs import MATERIALIZE_ALL
 from expplatform_tests.conftest import ld_line, write_text
 from expplatform_tests.e2e import make_settings
 from expplatform_tests.reliability_support import FailingWebhook, files_containing
@@ -90,7 +90,7 @@ def test_the_webhook_url_is_in_no_event_log_metadata_exception_or_file(
     broken.write_bytes(gzip.compress((ld_line("ld-2", "u-2", MS) + "\n").encode() * 100)[:50])
     settings = make_settings(tmp_path, landing)
     defs = build_definitions(settings)
-    job = defs.resolve_job_def(materialize_all_job.name)
+    job = defs.resolve_job_def(MATERIALIZE_ALL)
     home = tmp_path / "dagster_home"
     home.mkdir()
 

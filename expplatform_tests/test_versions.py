@@ -22,7 +22,8 @@ from dagster import AssetKey
 from dagster_dbt import build_dbt_asset_specs
 
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.transform.assets import translator
+from expplatform.partitions import build_daily_partitions
+from expplatform.transform.assets import ExpplatformDbtTranslator
 from expplatform.transform.project import DBT_TARGET, dbt_executable, prepare_manifest
 from expplatform_tests.e2e import CONTRACT_TABLES
 
@@ -201,7 +202,11 @@ def test_old_version_still_answers_after_a_column_rename(built, tmp_path: Path):
     specs = {
         spec.key: spec
         for spec in build_dbt_asset_specs(
-            manifest=manifest, dagster_dbt_translator=translator, select="tag:marts"
+            manifest=manifest,
+            dagster_dbt_translator=ExpplatformDbtTranslator(
+                build_daily_partitions(date(2025, 12, 1))
+            ),
+            select="tag:marts",
         )
     }
     v2_key, v1_key = AssetKey(["marts", MART]), AssetKey(["marts", f"{MART}_v1"])

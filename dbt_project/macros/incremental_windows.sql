@@ -71,3 +71,35 @@
         )
     )
 {%- endmacro %}
+
+{#-
+    The bookkeeping between the daily models and the marts, run by dbt inside the same build
+    (one dbt invocation per run; docs/ARCHITECTURE.md):
+    - after fct_experiment_exposures_daily: queue the users whose assignments must be
+      re-derived: those with a row on a recomputed date (after the refresh; the ones before it
+      were queued by the run's preparation) and those whose dimensions changed;
+    - before fct_experiment_assignments: snapshot the assignments of the pending users not
+      snapshotted yet (a snapshot left by a failed attempt is kept: it still holds the state
+      before that attempt merged anything).
+    Hooks run inside the model's transaction, so a failed model leaves the queues untouched.
+-#}
+{% macro queue_pending_users() -%}
+    insert into {{ source('ops', 'pending_users') }}
+    select distinct user_id from {{ this }}
+    where {{ in_recompute_window('exposure_date') }}
+    union all
+    select user_id from {{ source('ops', 'dim_changed_users') }}
+{%- endmacro %}
+
+{% macro snapshot_assignments_before() -%}
+    {%- if is_incremental() %}
+    insert into {{ source('ops', 'assignments_before') }}
+    select experiment_key, user_id, assignment_date, variation_name, subscription_tier,
+           last_exposure_date
+    from {{ this }}
+    where {{ is_pending_user('user_id') }}
+      and user_id not in (select user_id from {{ source('ops', 'assignments_before') }})
+    {%- else %}
+    select 1
+    {%- endif %}
+{%- endmacro %}

@@ -1,56 +1,75 @@
-"""The landing sensor: a new or changed file in the landing zone requests a run of its partition.
+"""The landing sensor: new or changed landing files, and missed days, become as few runs as possible.
 
-Each arrival folder (`launchdarkly/date=D`, `legacy/date=D`) maps to partition
-D; `users/` and `subscriptions/` are unpartitioned and map to the latest
-partition (yesterday), whose run reloads them and rebuilds everything
-downstream. A file counts by its name, size and modification time; the cursor
-keeps a short fingerprint of every file seen, per folder, so a file is
-requested once, and a re-delivery into an old folder (new or rewritten file)
-requests that old partition again.
+Each tick scans the landing zone of every registered source. A daily folder (`legacy/date=D`)
+maps to arrival partition D; an unpartitioned source's folder (`users/`, `subscriptions/`) maps
+to the latest partition (yesterday), whose run reloads it and rebuilds everything downstream.
+Every partition that needs a run in this tick goes into one run per *contiguous range* of dates
+(single-run backfill semantics: the range tags of a run), so a drop of eight days is one run.
 
-Deleted files request nothing: a retention job pruning old folders must not
-wipe their partitions (re-run the partition by hand to drop a withdrawn file).
-Folders outside the partitions (before EXPPLATFORM_START_DATE, or today and
-later, which are not complete yet) are skipped and stay out of the cursor, so
-today's files are requested as soon as today becomes a partition.
+What needs a run:
+- **new or changed files**: a file counts by its name, size and modification time; the cursor
+  keeps, per folder, a short fingerprint of every file the sensor has requested a run for, and
+  advances only for what it requested. A re-delivery into an old folder requests that old
+  partition again; deleted files request nothing (a retention job pruning old folders must not
+  wipe their partitions);
+- **catch-up**: every arrival date since the first partition whose files exist but whose
+  `fct_experiment_exposures_daily` partition is missing, failed, or older than its files. A
+  failure episode is caught up once (the cursor remembers the failed run it reacted to, and a
+  catch-up run that fails is not caught up again): run retries (config/dagster.yaml) retry a
+  failing run twice, the catch-up once more, then the freshness alert names the day and a person
+  decides (docs/RUNBOOK.md, "A day is stuck").
+Partitions covered by a queued or in-progress run are not requested by the catch-up. Folders
+outside the partitions (before EXPPLATFORM_START_DATE, or today and later, which are not complete
+yet) are skipped and stay out of the cursor, so today's files are requested as soon as today
+becomes a partition.
 """
-
-from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
     DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
+    PartitionsDefinition,
     RunRequest,
+    RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
 
 from expplatform.automation.schedules import last_complete_partition
-from expplatform.config import get_settings
+from expplatform.catalog import FCT_EXPOSURES_DAILY_KEY
 from expplatform.ingestion.landing import (
     DATE_FOLDER_RE,
-    SOURCES,
-    SourceSpec,
     arrival_dates,
     list_files,
     partition_folder,
 )
-from expplatform.jobs import materialize_all_job
-from expplatform.partitions import daily_partitions
+from expplatform.resources import LandingZoneResource
+from expplatform.sources import SourceRegistry
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
 #: Run tags hold at most this many changed file names (the rest is counted).
 MAX_FILES_IN_TAG = 5
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+LAUNCHED_BY_TAG = "expplatform/launched_by"
+CATCH_UP_TAG = "expplatform/catch_up"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 
 
 @dataclass(frozen=True)
@@ -72,26 +91,36 @@ LandingState = dict[str, list[str]]
 
 @dataclass
 class LandingPlan:
-    """What one evaluation requests: partition → changed files, plus the next cursor state."""
+    """What one evaluation requests: the ranges, why each date is in it, and the next cursor."""
 
-    requests: dict[str, list[str]] = field(default_factory=dict)
-    run_keys: dict[str, str] = field(default_factory=dict)
+    dates: dict[date, list[str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     state: LandingState = field(default_factory=dict)
+    caught_up: dict[str, str] = field(default_factory=dict)
+
+    def ranges(self) -> list[tuple[date, date]]:
+        """The requested dates as contiguous (first, last) ranges, in order."""
+        out: list[tuple[date, date]] = []
+        for day in sorted(self.dates):
+            if out and day == out[-1][1] + timedelta(days=1):
+                out[-1] = (out[-1][0], day)
+            else:
+                out.append((day, day))
+        return out
 
 
-def scan_landing_zone(landing_dir: Path) -> LandingSnapshot:
+def scan_landing_zone(landing_dir: Path, registry: SourceRegistry) -> LandingSnapshot:
     """Every data file of every source folder, with its size and modification time."""
     snapshot: LandingSnapshot = {}
-    for spec in SOURCES:
+    for source in registry:
         folders = (
-            [partition_folder(landing_dir, spec, d) for d in arrival_dates(landing_dir, spec)]
-            if spec.partitioned
-            else [landing_dir / spec.folder]
+            [partition_folder(landing_dir, source, d) for d in arrival_dates(landing_dir, source)]
+            if source.daily
+            else [landing_dir / source.folder]
         )
         for folder in folders:
             files = {}
-            for path in list_files(folder, spec):
+            for path in list_files(folder, source):
                 try:
                     st = path.stat()
                 except FileNotFoundError:  # removed between listing and stat
@@ -115,34 +144,46 @@ def folder_arrival_date(folder: str) -> date | None:
     return date.fromisoformat(match.group(1)) if match else None
 
 
+def folder_targets(
+    snapshot: LandingSnapshot, first: date, last: date | None
+) -> tuple[dict[str, date], list[str]]:
+    """The partition each folder feeds, and the folders skipped (with why)."""
+    targets, skipped = {}, []
+    for folder in sorted(snapshot):
+        arrival = folder_arrival_date(folder)
+        target = arrival if arrival is not None else last
+        if target is None:
+            skipped.append(f"{folder}: there is no complete daily partition yet")
+        elif target < first:
+            skipped.append(f"{folder}: arrival date {target} is before the first partition {first}")
+        elif last is None or target > last:
+            skipped.append(f"{folder}: arrival date {target} is not complete yet (last {last})")
+        else:
+            targets[folder] = target
+    return targets, skipped
+
+
 def plan_landing_runs(
     previous: Mapping[str, list[str]],
     snapshot: LandingSnapshot,
     first_partition: date,
     last_partition: date | None,
+    *,
+    catch_up: Mapping[date, str] | None = None,
+    caught_up: Mapping[str, str] | None = None,
 ) -> LandingPlan:
-    """Which partitions to run for the files that are new or changed since `previous` (pure)."""
-    plan = LandingPlan()
-    partition_folders: dict[str, list[str]] = {}
+    """The dates to run for changed files and caught-up days, and the next cursor state (pure).
+
+    `catch_up` maps a date needing a catch-up to its reason; `caught_up` (from the cursor) maps
+    a date to the failed run already reacted to, carried into the next state.
+    """
+    plan = LandingPlan(caught_up=dict(caught_up or {}))
     current = state_of(snapshot)
-    for folder in sorted(snapshot):
-        arrival = folder_arrival_date(folder)
-        target = arrival if arrival is not None else last_partition
-        reason = None
-        if target is None:
-            reason = "there is no complete daily partition yet"
-        elif target < first_partition:
-            reason = f"arrival date {target} is before the first partition {first_partition}"
-        elif last_partition is None or target > last_partition:
-            reason = f"arrival date {target} is not complete yet (last partition {last_partition})"
-        if reason is not None:
-            plan.skipped.append(f"{folder}: {reason}")
-            if folder in previous:  # keep what was seen; the rest is requested once valid
-                plan.state[folder] = list(previous[folder])
-            continue
-        plan.state[folder] = current[folder]
-        partition = target.isoformat()
-        partition_folders.setdefault(partition, []).append(folder)
+    targets, plan.skipped = folder_targets(snapshot, first_partition, last_partition)
+    for folder, fingerprints in previous.items():
+        if folder not in targets and folder in current:
+            plan.state[folder] = list(fingerprints)  # skipped for now: keep what was seen
+    for folder, target in targets.items():
         seen = set(previous.get(folder, ()))
         changed = [
             f"{folder}/{name}"
@@ -150,26 +191,25 @@ def plan_landing_runs(
             if stat.fingerprint(name) not in seen
         ]
         if changed:
-            plan.requests.setdefault(partition, []).extend(changed)
-    for partition in plan.requests:
-        # The run key is the content of every folder feeding the partition: evaluating the
-        # same landing zone twice (e.g. a lost cursor) can never launch the same run twice.
-        digest = hashlib.sha1(
-            json.dumps(
-                {f: current[f] for f in partition_folders[partition]}, sort_keys=True
-            ).encode()
-        ).hexdigest()[:16]
-        plan.run_keys[partition] = f"landing-{partition}-{digest}"
+            plan.dates.setdefault(target, []).extend(changed)
+            plan.state[folder] = current[folder]
+        elif folder in previous:
+            plan.state[folder] = list(previous[folder])
+    for day, reason in sorted((catch_up or {}).items()):
+        if first_partition <= day and (last_partition is None or day <= last_partition):
+            plan.dates.setdefault(day, []).append(reason)
     return plan
 
 
-def encode_cursor(state: LandingState) -> str:
+def encode_cursor(state: LandingState, caught_up: Mapping[str, str] | None = None) -> str:
     return json.dumps(
-        {"v": CURSOR_VERSION, "folders": state}, sort_keys=True, separators=(",", ":")
+        {"v": CURSOR_VERSION, "folders": state, "caught_up": dict(caught_up or {})},
+        sort_keys=True,
+        separators=(",", ":"),
     )
 
 
-def decode_cursor(cursor: str | None) -> LandingState | None:
+def decode_cursor(cursor: str | None) -> tuple[LandingState, dict[str, str]] | None:
     """The state in a cursor; None when there is none (first tick) or it is unreadable."""
     if not cursor:
         return None
@@ -177,105 +217,212 @@ def decode_cursor(cursor: str | None) -> LandingState | None:
         data = json.loads(cursor)
         if data.get("v") != CURSOR_VERSION:
             return None
-        return {str(k): [str(x) for x in v] for k, v in data["folders"].items()}
+        folders = {str(k): [str(x) for x in v] for k, v in data["folders"].items()}
+        caught_up = {str(k): str(v) for k, v in (data.get("caught_up") or {}).items()}
+        return folders, caught_up
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def _spec_of(folder: str) -> SourceSpec | None:
-    top = folder.split("/", 1)[0]
-    return next((spec for spec in SOURCES if spec.folder == top), None)
+# --- what the instance knows ---------------------------------------------------------------------
 
 
-def baseline_from_instance(instance: DagsterInstance, snapshot: LandingSnapshot) -> LandingState:
-    """The state to compare with on the first tick: files older than their raw partition's last load.
-
-    Without it, turning the sensor on for the first time would re-run every
-    partition already materialized (e.g. by `make run`); with it, only folders
-    holding a file newer than their partition's latest materialization run.
-    """
-    baseline: LandingState = {}
-    for folder, files in snapshot.items():
-        spec = _spec_of(folder)
-        if spec is None:
-            continue
-        arrival = folder_arrival_date(folder)
-        records = instance.fetch_materializations(
-            records_filter=AssetRecordsFilter(
-                asset_key=AssetKey(spec.table.split(".")),
-                asset_partitions=[arrival.isoformat()] if arrival else None,
-            ),
-            limit=1,
-        ).records
-        if not records:
-            continue
-        loaded_at_ns = int(records[0].timestamp * 1e9)
-        baseline[folder] = sorted(
-            stat.fingerprint(name) for name, stat in files.items() if stat.mtime_ns <= loaded_at_ns
+def latest_materializations(
+    instance: DagsterInstance, asset_key: AssetKey, partitions: Iterable[str]
+) -> dict[str, float]:
+    """The timestamp of each partition's latest materialization (absent: never materialized)."""
+    wanted = sorted(set(partitions))
+    latest: dict[str, float] = {}
+    if not wanted:
+        return latest
+    cursor = None
+    while len(latest) < len(wanted):
+        result = instance.fetch_materializations(
+            records_filter=AssetRecordsFilter(asset_key=asset_key, asset_partitions=wanted),
+            limit=500,
+            cursor=cursor,
         )
-    return baseline
+        for record in result.records:  # newest first
+            if record.partition_key is not None:
+                latest.setdefault(record.partition_key, record.timestamp)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return latest
 
 
-def _changes_tag(files: list[str]) -> str:
-    shown = ", ".join(files[:MAX_FILES_IN_TAG])
-    more = len(files) - MAX_FILES_IN_TAG
+def covered_dates(instance: DagsterInstance, job_name: str) -> set[date]:
+    """Arrival dates of the job's queued and in-progress runs."""
+    covered: set[date] = set()
+    for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
+        start = run.tags.get(RANGE_START_TAG) or run.tags.get("dagster/partition")
+        end = run.tags.get(RANGE_END_TAG) or start
+        if start and end:
+            day, last = date.fromisoformat(start), date.fromisoformat(end)
+            while day <= last:
+                covered.add(day)
+                day += timedelta(days=1)
+    return covered
+
+
+def latest_failed_run(
+    instance: DagsterInstance, job_name: str, day: date
+) -> tuple[str, bool] | None:
+    """(run id, was it a catch-up) of the newest finished run covering `day`, if it failed."""
+    runs = instance.get_runs(
+        filters=RunsFilter(
+            job_name=job_name,
+            statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+        ),
+        limit=50,
+    )
+    for run in runs:  # newest first
+        start = run.tags.get(RANGE_START_TAG) or run.tags.get("dagster/partition")
+        end = run.tags.get(RANGE_END_TAG) or start
+        if not (start and end) or not (date.fromisoformat(start) <= day <= date.fromisoformat(end)):
+            continue
+        if run.status == DagsterRunStatus.FAILURE:
+            return run.run_id, run.tags.get(CATCH_UP_TAG) == "true"
+        return None
+    return None
+
+
+def find_catch_up(
+    instance: DagsterInstance,
+    job_name: str,
+    snapshot: LandingSnapshot,
+    partitions_def: PartitionsDefinition,
+    first: date,
+    last: date | None,
+    caught_up: Mapping[str, str],
+) -> tuple[dict[date, str], dict[str, str]]:
+    """Dates whose files exist but whose daily fact is missing, failed or older than the files.
+
+    Returns the dates with their reason and the updated record of failures already caught up.
+    """
+    targets, _ = folder_targets(
+        {f: s for f, s in snapshot.items() if folder_arrival_date(f) is not None}, first, last
+    )
+    newest_file: dict[date, int] = {}
+    for folder, day in targets.items():
+        newest_file[day] = max(
+            newest_file.get(day, 0), *(s.mtime_ns for s in snapshot[folder].values())
+        )
+    if not newest_file:
+        return {}, dict(caught_up)
+    keys = [d.isoformat() for d in sorted(newest_file)]
+    statuses = instance.get_status_by_partition(FCT_EXPOSURES_DAILY_KEY, keys, partitions_def) or {}
+    materialized_at = latest_materializations(instance, FCT_EXPOSURES_DAILY_KEY, keys)
+    covered = covered_dates(instance, job_name)
+    reasons: dict[date, str] = {}
+    remembered = dict(caught_up)
+    for day, newest in sorted(newest_file.items()):
+        key = day.isoformat()
+        if day in covered:
+            continue
+        status = statuses.get(key)
+        status_name = getattr(status, "value", status)
+        if status_name == "FAILED":
+            failed = latest_failed_run(instance, job_name, day)
+            if failed is None or failed[1] or remembered.get(key) == failed[0]:
+                continue  # caught up once already, or the failed run was the catch-up
+            remembered[key] = failed[0]
+            reasons[day] = f"catch-up: the last run of {key} failed ({failed[0][:8]})"
+        elif key not in materialized_at:
+            reasons[day] = f"catch-up: {key} has files but was never built"
+        elif materialized_at[key] * 1e9 < newest:
+            reasons[day] = f"catch-up: files of {key} are newer than its last build"
+    return reasons, remembered
+
+
+def _changes_tag(items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_FILES_IN_TAG])
+    more = len(items) - MAX_FILES_IN_TAG
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
 def evaluate_landing(
-    context: SensorEvaluationContext, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    context: SensorEvaluationContext,
+    landing: LandingZoneResource,
+    registry: SourceRegistry,
+    partitions_def: PartitionsDefinition,
+    job_name: str,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SensorResult:
-    """One tick: scan, compare with the cursor, request one run per changed partition."""
-    landing_dir = get_settings().landing_dir
+    """One tick: scan, compare with the cursor and the instance, request one run per range."""
+    landing_dir = landing.path
     if not landing_dir.is_dir():
         return SensorResult(
             skip_reason=f"landing zone {landing_dir} does not exist (EXPPLATFORM_LANDING_DIR)",
             cursor=context.cursor,
         )
-    snapshot = scan_landing_zone(landing_dir)
-    previous = decode_cursor(context.cursor)
-    if previous is None:
+    snapshot = scan_landing_zone(landing_dir, registry)
+    decoded = decode_cursor(context.cursor)
+    first = partitions_def.get_first_partition_key()
+    first_date = date.fromisoformat(first) if first else date.max
+    last_key = last_complete_partition(partitions_def, now())
+    last = date.fromisoformat(last_key) if last_key else None
+    if decoded is None:
         if context.cursor:
-            context.log.warning("unreadable cursor: comparing with the instance's last loads")
-        previous = baseline_from_instance(context.instance, snapshot)
-    last = last_complete_partition(now())
+            context.log.warning("unreadable cursor: comparing with the instance's builds")
+        # First tick (or lost cursor): every folder counts as seen; the catch-up below finds
+        # what the instance has not built from the current files.
+        previous, caught_up = state_of(snapshot), {}
+    else:
+        previous, caught_up = decoded
+    catch_up, caught_up = find_catch_up(
+        context.instance, job_name, snapshot, partitions_def, first_date, last, caught_up
+    )
     plan = plan_landing_runs(
-        previous,
-        snapshot,
-        first_partition=daily_partitions.start.date(),
-        last_partition=date.fromisoformat(last) if last else None,
+        previous, snapshot, first_date, last, catch_up=catch_up, caught_up=caught_up
     )
     for line in plan.skipped:
         context.log.info(f"skipped {line}")
     run_requests = []
-    for partition in sorted(plan.requests):
-        files = plan.requests[partition]
-        context.log.info(f"partition {partition}: {len(files)} new or changed file(s)")
-        run_requests.append(
-            RunRequest(
-                run_key=plan.run_keys[partition],
-                partition_key=partition,
-                tags={
-                    "expplatform/launched_by": "landing_sensor",
-                    "expplatform/landing_changes": _changes_tag(files),
-                },
-            )
-        )
-    cursor = encode_cursor(plan.state)
+    for start, end in plan.ranges():
+        reasons = [r for d in sorted(plan.dates) if start <= d <= end for r in plan.dates[d]]
+        digest = hashlib.sha1(
+            json.dumps(
+                {f: plan.state.get(f, []) for f in sorted(plan.state)}
+                | {"catch_up": sorted(r for r in reasons if r.startswith("catch-up"))},
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:16]
+        context.log.info(f"arrival dates {start} .. {end}: {len(reasons)} reason(s)")
+        tags = {
+            RANGE_START_TAG: start.isoformat(),
+            RANGE_END_TAG: end.isoformat(),
+            LAUNCHED_BY_TAG: "landing_sensor",
+            "expplatform/landing_changes": _changes_tag(reasons),
+        }
+        if any(r.startswith("catch-up") for r in reasons):
+            tags[CATCH_UP_TAG] = "true"
+        run_requests.append(RunRequest(run_key=f"landing-{start}-{end}-{digest}", tags=tags))
+    cursor = encode_cursor(plan.state, plan.caught_up)
     if not run_requests:
         return SensorResult(
-            skip_reason="no new or changed files in the landing zone", cursor=cursor
+            skip_reason="no new or changed files, nothing to catch up", cursor=cursor
         )
     return SensorResult(run_requests=run_requests, cursor=cursor)
 
 
-@sensor(
-    name="landing_zone_sensor",
-    job=materialize_all_job,
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Requests a run of materialize_all for every arrival partition with a new or "
-    "changed landing file (users/ and subscriptions/ changes: the latest partition).",
-)
-def landing_zone_sensor(context: SensorEvaluationContext) -> SensorResult:
-    return evaluate_landing(context)
+def build_landing_sensor(
+    job_name: str, registry: SourceRegistry, partitions_def: PartitionsDefinition
+) -> SensorDefinition:
+    """The landing sensor of `job_name` (the materialize_all job)."""
+
+    @sensor(
+        name="landing_zone_sensor",
+        job_name=job_name,
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="One run per contiguous range of arrival dates with new or changed landing "
+        "files, or with files the instance has not built (catch-up); users/ and subscriptions/ "
+        "changes run the latest partition.",
+    )
+    def landing_zone_sensor(
+        context: SensorEvaluationContext, landing: LandingZoneResource
+    ) -> SensorResult:
+        return evaluate_landing(context, landing, registry, partitions_def, job_name)
+
+    return landing_zone_sensor

@@ -1,190 +1,204 @@
-"""Ingestion assets: landing-zone files → raw tables (group `raw`).
+"""Ingestion assets: landing-zone files → raw tables (group `raw`), one per registered source.
 
-The two event sources are partitioned by arrival date and backfill a range
-in a single run (one transaction for the whole range). Users and subscription
-changes are unpartitioned snapshots.
+Daily sources are partitioned by arrival date and backfill a range in a single run (one
+transaction for the whole range); snapshots and change logs are unpartitioned. A daily source's
+asset also evaluates its checks (rejected-record rate, late events) on the partitions it just
+loaded, in the same step, so their results are recorded before anything downstream runs.
 """
 
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import date
 from pathlib import Path
 
-import duckdb
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
-    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
+    PartitionsDefinition,
     TableColumn,
     TableSchema,
-    asset,
+    multi_asset,
 )
-from dagster_duckdb import DuckDBResource
 
+from expplatform.catalog import declared_columns
 from expplatform.config import DUCKDB_POOL
-from expplatform.ingestion.landing import (
-    LAUNCHDARKLY,
-    LEGACY,
-    SUBSCRIPTIONS,
-    USERS,
-    SourceSpec,
-    check_landing_dir,
+from expplatform.ingestion.landing import check_landing_dir
+from expplatform.ingestion.loaders import (
+    FileReport,
+    LoadReport,
+    load_daily_partitions,
+    load_snapshot,
 )
-from expplatform.ingestion.loaders import LoadReport, load_daily_partitions, load_snapshot
-from expplatform.partitions import daily_partitions, dates_in_window
+from expplatform.partitions import dates_in_window
+from expplatform.quality import checks
 from expplatform.resources import LandingZoneResource
-from expplatform.warehouse import DDL, connect
+from expplatform.sources import Source, SourceRegistry
+from expplatform.warehouse import WarehouseResource
 
 OWNERS = ["team:experimentation-data"]
-
-#: What the lineage and a few key columns mean; every column is listed with its type.
-COLUMN_DOCS = {
-    "_load_date": "arrival date: the date=YYYY-MM-DD folder the line came from (the partition)",
-    "_source_file": "file the line came from, relative to the landing zone",
-    "_line_number": "line (JSONL) or record (CSV, header = 1) number within the file",
-    "_loaded_at": "when the load ran (UTC)",
-    "event_id": "the partner's event id; retries repeat it (deduplicated downstream)",
-    "is_active": "'Y' or 'N'; an id with any 'N' copy is retracted",
-    "event_creationdate": "event time, UTC (from epoch milliseconds)",
-    "event_contextkeys_user": "user id (event.contextKeys.user)",
-    "event_value": "served value as JSON text (strings unquoted)",
-    "event_prereqof": "set when the flag was evaluated as a prerequisite: not an exposure",
-    "timestamp": "event time converted to UTC (offsets applied; none means UTC)",
-    "value": "served value parsed from true/false/t/f/1/0 (any case)",
-    "value_raw": "served value as written in the file",
-    "is_test_account": "test accounts are excluded from every fact and mart",
-    "tier": "standard, plus or premium (normalised to lower case)",
-    "effective_at": "from this instant on the user is on `tier`",
-}
+_DATE_IN_PATH = re.compile(r"(?:^|/)date=(\d{4}-\d{2}-\d{2})/")
 
 
-def column_schema(table: str) -> TableSchema:
-    """The column schema of a raw table, read from the DDL the loaders create."""
-    con = duckdb.connect()
-    try:
-        con.execute(DDL)
-        schema, name = table.split(".")
-        rows = con.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = ? and table_name = ? order by ordinal_position",
-            [schema, name],
-        ).fetchall()
-    finally:
-        con.close()
+def column_schema(source: Source, project_dir: Path) -> TableSchema:
+    """The raw table's columns, types and descriptions as declared in the dbt sources YAML."""
     return TableSchema(
         columns=[
-            TableColumn(column, data_type.lower(), description=COLUMN_DOCS.get(column))
-            for column, data_type in rows
+            TableColumn(c.name, c.data_type, description=c.description or None)
+            for c in declared_columns(source.raw_table, project_dir)
         ]
     )
 
 
-def report_metadata(report: LoadReport) -> dict[str, object]:
-    """Materialization metadata of a load: files, lines, rows loaded and rejected per reason."""
+def _file_metadata(files: Sequence[FileReport], load_dates: Sequence[date]) -> dict[str, object]:
+    lines = sum(f.lines for f in files)
+    rejected = sum(f.rejected_total for f in files)
     metadata: dict[str, object] = {
-        "files": MetadataValue.int(len(report.files)),
-        "lines": MetadataValue.int(report.lines),
-        "rows_loaded": MetadataValue.int(report.loaded),
-        "rows_rejected": MetadataValue.int(report.rejected),
-        "rejected_rate": MetadataValue.float(
-            report.rejected / report.lines if report.lines else 0.0
-        ),
+        "files": MetadataValue.int(len(files)),
+        "lines": MetadataValue.int(lines),
+        "rows_loaded": MetadataValue.int(sum(f.loaded for f in files)),
+        "rows_rejected": MetadataValue.int(rejected),
+        "rejected_rate": MetadataValue.float(round(rejected / lines, 6) if lines else 0.0),
     }
-    for reason, n in report.rejected_by_reason().items():
+    by_reason: dict[str, int] = defaultdict(int)
+    for f in files:
+        for reason, n in f.rejected.items():
+            by_reason[reason] += n
+    for reason, n in sorted(by_reason.items()):
         metadata[f"rejected_{reason}"] = MetadataValue.int(n)
-    if report.files:
+    if files:
         rows = "\n".join(
-            f"| {f.source_file} | {f.lines} | {f.loaded} | {f.rejected_total} |"
-            for f in report.files
+            f"| {f.source_file} | {f.lines} | {f.loaded} | {f.rejected_total} |" for f in files
         )
         metadata["file_summary"] = MetadataValue.md(
             "| file | lines | loaded | rejected |\n|---|---:|---:|---:|\n" + rows
         )
-    if report.load_dates:
+    if load_dates:
         metadata["arrival_dates"] = MetadataValue.text(
-            f"{report.load_dates[0]} .. {report.load_dates[-1]}"
+            f"{min(load_dates)} .. {max(load_dates)}"
+            if len(load_dates) > 1
+            else load_dates[0].isoformat()
         )
     return metadata
 
 
-def _daily_source_asset(spec: SourceSpec, description: str):
-    @asset(
-        key=AssetKey(["raw", spec.table.split(".", 1)[1]]),
-        partitions_def=daily_partitions,
+def report_metadata(report: LoadReport) -> dict[str, object]:
+    """Materialization metadata of a whole load: files, lines, rows loaded and rejected by reason."""
+    return _file_metadata(report.files, report.load_dates)
+
+
+def metadata_by_partition(report: LoadReport) -> dict[str, dict[str, object]]:
+    """The same figures for each arrival date of a range load (each partition its own numbers)."""
+    files_by_date: dict[date, list[FileReport]] = {d: [] for d in report.load_dates}
+    for f in report.files:
+        match = _DATE_IN_PATH.search(f.source_file)
+        if match:
+            files_by_date.setdefault(date.fromisoformat(match.group(1)), []).append(f)
+    return {d.isoformat(): _file_metadata(files, [d]) for d, files in files_by_date.items()}
+
+
+def _daily_source_asset(
+    source: Source, partitions_def: PartitionsDefinition, project_dir: Path, pool: str | None
+) -> AssetsDefinition:
+    spec = AssetSpec(
+        key=source.asset_key,
+        partitions_def=partitions_def,
+        group_name="raw",
+        kinds={"duckdb", "python"},
+        owners=OWNERS,
+        description=source.description,
+        metadata={
+            "dagster/column_schema": column_schema(source, project_dir),
+            "table": source.raw_table,
+        },
+    )
+
+    @multi_asset(
+        name=f"raw__{source.table_name}",
+        specs=[spec],
+        check_specs=checks.raw_check_specs(source, partitions_def),
+        can_subset=True,
         backfill_policy=BackfillPolicy.single_run(),
-        group_name="raw",
-        pool=DUCKDB_POOL,
-        kinds={"duckdb", "python"},
-        owners=OWNERS,
-        description=description,
-        metadata={"dagster/column_schema": column_schema(spec.table), "table": spec.table},
+        pool=pool,
     )
     def _load(
-        context: AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZoneResource
-    ) -> MaterializeResult:
-        check_landing_dir(landing.path)
+        context: AssetExecutionContext,
+        warehouse: WarehouseResource,
+        landing: LandingZoneResource,
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
         dates = dates_in_window(context.partition_time_window)
-        context.log.info(f"loading {spec.name} arrival dates {dates[0]} .. {dates[-1]}")
-        with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-            report = load_daily_partitions(
-                con, spec, landing.path, dates, progress=context.log.info
+        results: list[AssetCheckResult] = []
+        with warehouse.connect(on_wait=context.log.info) as con:
+            if source.asset_key in context.selected_asset_keys:
+                check_landing_dir(landing.path)
+                context.log.info(f"loading {source.name} arrival dates {dates[0]} .. {dates[-1]}")
+                report = load_daily_partitions(
+                    con, source, landing.path, dates, progress=context.log.info
+                )
+                if not report.files:
+                    context.log.warning(f"no {source.name} files for {dates[0]} .. {dates[-1]}")
+                for partition, metadata in metadata_by_partition(report).items():
+                    context.add_asset_metadata(
+                        metadata, asset_key=source.asset_key, partition_key=partition
+                    )
+                yield MaterializeResult(asset_key=source.asset_key)
+            results = checks.evaluate_raw_checks(
+                con,
+                source,
+                context.selected_asset_check_keys,
+                dates,
+                landing.lookback_days,
             )
-        if not report.files:
-            context.log.warning(f"no {spec.name} files for {dates[0]} .. {dates[-1]}")
-        return MaterializeResult(metadata=report_metadata(report))
+            checks.record_results(con, results, context.run_id, partition_of=dates)
+        yield from results
 
     return _load
 
 
-partner_directpush_launchdarkly_events = _daily_source_asset(
-    LAUNCHDARKLY,
-    "LaunchDarkly data-export events pushed by the partner (launchdarkly/date=D/*.jsonl[.gz]), "
-    "one row per accepted line, duplicates and retractions included; lineage columns "
-    "_load_date, _source_file, _line_number, _loaded_at. Bad lines go to raw.rejected_records.",
-)
-legacy_feature_flag_events = _daily_source_asset(
-    LEGACY,
-    "Legacy flag system export (legacy/date=D/*.csv), one row per accepted CSV row, timestamps "
-    "normalised to UTC and value parsed to a boolean. Bad rows go to raw.rejected_records.",
-)
-
-
-def _snapshot_asset(spec: SourceSpec, description: str):
-    @asset(
-        key=AssetKey(["raw", spec.table.split(".", 1)[1]]),
+def _snapshot_asset(source: Source, project_dir: Path, pool: str | None) -> AssetsDefinition:
+    spec = AssetSpec(
+        key=source.asset_key,
         group_name="raw",
-        pool=DUCKDB_POOL,
         kinds={"duckdb", "python"},
         owners=OWNERS,
-        description=description,
-        metadata={"dagster/column_schema": column_schema(spec.table), "table": spec.table},
+        description=source.description,
+        metadata={
+            "dagster/column_schema": column_schema(source, project_dir),
+            "table": source.raw_table,
+        },
     )
+
+    @multi_asset(name=f"raw__{source.table_name}", specs=[spec], pool=pool)
     def _load(
-        context: AssetExecutionContext, warehouse: DuckDBResource, landing: LandingZoneResource
+        context: AssetExecutionContext,
+        warehouse: WarehouseResource,
+        landing: LandingZoneResource,
     ) -> MaterializeResult:
         check_landing_dir(landing.path)
-        with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-            report = load_snapshot(con, spec, landing.path, progress=context.log.info)
+        with warehouse.connect(on_wait=context.log.info) as con:
+            report = load_snapshot(con, source, landing.path, progress=context.log.info)
         if not report.files:
-            context.log.warning(f"no {spec.name} files in {landing.path / spec.folder}")
-        return MaterializeResult(metadata=report_metadata(report))
+            context.log.warning(f"no {source.name} files in {landing.path / source.folder}")
+        return MaterializeResult(asset_key=source.asset_key, metadata=report_metadata(report))
 
     return _load
 
 
-users = _snapshot_asset(
-    USERS,
-    "The newest users snapshot (users/*.csv, newest by file name is the truth): user_id, "
-    "created_at, country, is_test_account.",
-)
-subscription_changes = _snapshot_asset(
-    SUBSCRIPTIONS,
-    "The subscription change log (every subscriptions/*.csv): from effective_at on, the user is "
-    "on tier. Repeated change ids are kept here and deduplicated in staging.",
-)
-
-ingestion_assets = [
-    partner_directpush_launchdarkly_events,
-    legacy_feature_flag_events,
-    users,
-    subscription_changes,
-]
+def build_ingestion_assets(
+    registry: SourceRegistry,
+    partitions_def: PartitionsDefinition,
+    project_dir: Path,
+    pool: str | None = DUCKDB_POOL,
+) -> list[AssetsDefinition]:
+    """One raw asset per registered source (steps in `pool`, the warehouse's single writer)."""
+    return [
+        _daily_source_asset(source, partitions_def, project_dir, pool)
+        if source.daily
+        else _snapshot_asset(source, project_dir, pool)
+        for source in registry
+    ]

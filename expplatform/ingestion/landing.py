@@ -9,37 +9,24 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+from expplatform.sources import (  # noqa: F401 - re-exported for the loaders
+    DEFAULT_REGISTRY,
+    LAUNCHDARKLY,
+    LEGACY,
+    SUBSCRIPTIONS,
+    USERS,
+    Source,
+)
 
 DATE_FOLDER_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    """One landing-zone source and the raw table it loads into."""
-
-    name: str  # the `source` value of raw.rejected_records
-    folder: str
-    table: str
-    suffixes: tuple[str, ...]
-    partitioned: bool
-
-
-LAUNCHDARKLY = SourceSpec(
-    "launchdarkly",
-    "launchdarkly",
-    "raw.partner_directpush_launchdarkly_events",
-    (".jsonl", ".jsonl.gz"),
-    True,
-)
-LEGACY = SourceSpec("legacy", "legacy", "raw.legacy_feature_flag_events", (".csv", ".csv.gz"), True)
-USERS = SourceSpec("users", "users", "raw.users", (".csv", ".csv.gz"), False)
-SUBSCRIPTIONS = SourceSpec(
-    "subscriptions", "subscriptions", "raw.subscription_changes", (".csv", ".csv.gz"), False
-)
-SOURCES = (LAUNCHDARKLY, LEGACY, USERS, SUBSCRIPTIONS)
+# The sources themselves are declared once, in the registry (expplatform/sources.py).
+SourceSpec = Source
+SOURCES = DEFAULT_REGISTRY.sources
 
 
 class LandingZoneError(RuntimeError):

@@ -1,11 +1,6 @@
-"""Data-quality asset checks written in Python (dbt tests arrive as checks through dagster-dbt).
+"""Data-quality checks written in Python (dbt tests arrive as checks of the dbt step).
 
-The checks are in :mod:`expplatform.quality.checks`, their SQL and thresholds in
-:mod:`expplatform.quality.queries`.
+The checks, their specs and evaluation are in :mod:`expplatform.quality.checks`, their SQL and
+thresholds in :mod:`expplatform.quality.queries`. They run inside the steps that build what they
+check (the raw assets and the dbt step), not as separate steps.
 """
-
-from __future__ import annotations
-
-from expplatform.quality.checks import asset_checks
-
-__all__ = ["asset_checks"]

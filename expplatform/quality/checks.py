@@ -1,70 +1,51 @@
 """Python asset checks: experiment health, data quality of the facts, and the raw loads.
 
-Three check ops, grouped by the assets they follow (every op opens the single-
-writer warehouse, so fewer ops mean fewer waits on the `duckdb_warehouse` pool):
+The checks run in the step that built what they check, right after it:
 
-- `marts_health_checks` after the marts: sample-ratio mismatch overall and per
-  tier, users in several variations;
-- `exposures_daily_checks` after the daily fact: exposures to unregistered
-  variations, reconciliation with staging, volume anomalies;
-- `raw_event_checks`, partitioned like the raw event tables: rejected-record
-  rate and late events of the run's arrival partitions.
+- the mart checks (sample-ratio mismatch overall and per tier, users in several variations,
+  exposures to unregistered variations, reconciliation with staging, volume anomalies) in the
+  dbt step, after `dbt build` (expplatform.transform.assets);
+- the raw checks of a daily source (rejected-record rate, late events) in its raw asset's step,
+  on the arrival partitions it just loaded (expplatform.ingestion.assets).
 
-Each `evaluate_*` function takes an open connection and explicit parameters and
-returns the check's result; the SQL it runs comes from
-:mod:`expplatform.quality.queries` and is attached to the result's metadata
-(`reproduce_sql`) so a finding can be reproduced against the warehouse.
+So every result of a run is recorded (in `ops.check_results`, and published with the marts to
+the serving copy) before the run publishes. Each `evaluate_*` function takes an open connection
+and explicit parameters and returns the check's result; the SQL it runs comes from
+:mod:`expplatform.quality.queries` and is attached to the result's metadata (`reproduce_sql`) so
+a finding can be reproduced against the warehouse.
 """
 
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
     MetadataValue,
-    multi_asset_check,
+    PartitionsDefinition,
+    PreviewWarning,
 )
-from dagster_duckdb import DuckDBResource
 
-from expplatform.config import DUCKDB_POOL
-from expplatform.ingestion.assets import (
-    legacy_feature_flag_events,
-    partner_directpush_launchdarkly_events,
-)
-from expplatform.ingestion.landing import LAUNCHDARKLY, LEGACY, SourceSpec
-from expplatform.partitions import daily_partitions, dates_in_window
+from expplatform import catalog
+from expplatform.catalog import OPS_CHECK_RESULTS
 from expplatform.quality import queries as q
-from expplatform.resources import LandingZoneResource
-from expplatform.warehouse import connect
+from expplatform.sources import Source
 
 #: Findings listed in the metadata of one result (the SQL returns them all).
 MAX_LISTED_FINDINGS = 50
 
-HEALTH_KEY = AssetKey(["marts", "mart_experiment_health_daily"])
-HEALTH_BY_TIER_KEY = AssetKey(["marts", "mart_experiment_health_by_tier_daily"])
-ASSIGNMENTS_KEY = AssetKey(["marts", "fct_experiment_assignments"])
-EXPOSURES_KEY = AssetKey(["marts", "fct_experiment_exposures_daily"])
-#: What the reconciliation reads besides the fact (lineage in the UI).
-RECONCILIATION_INPUTS = [
-    AssetKey(["staging", "stg_launchdarkly__flag_events"]),
-    AssetKey(["staging", "stg_legacy__flag_events"]),
-    AssetKey(["staging", "stg_app__users"]),
-    AssetKey(["registry", "experiments"]),
-]
-#: The raw event assets and the landing-zone source each one loads.
-RAW_EVENT_SOURCES: dict[AssetKey, SourceSpec] = {
-    partner_directpush_launchdarkly_events.key: LAUNCHDARKLY,
-    legacy_feature_flag_events.key: LEGACY,
-}
+HEALTH_KEY = catalog.MART_HEALTH_KEY
+HEALTH_BY_TIER_KEY = catalog.MART_HEALTH_BY_TIER_KEY
+ASSIGNMENTS_KEY = catalog.FCT_ASSIGNMENTS_KEY
+EXPOSURES_KEY = catalog.FCT_EXPOSURES_DAILY_KEY
 
 SRM = "sample_ratio_mismatch"
 SRM_BY_TIER = "sample_ratio_mismatch_by_tier"
@@ -326,10 +307,10 @@ def evaluate_volume_anomaly(
 
 
 def evaluate_rejected_rate(
-    con: duckdb.DuckDBPyConnection, asset_key: AssetKey, load_dates: Sequence[date]
+    con: duckdb.DuckDBPyConnection, source: Source, load_dates: Sequence[date]
 ) -> AssetCheckResult:
     """Rejected share of a source's lines per arrival partition: WARN above 0.1%, ERROR above 5%."""
-    source = RAW_EVENT_SOURCES[asset_key]
+    asset_key = source.asset_key
     findings = run_findings(
         con, q.rejected_rate_findings_sql(source.name, source.table, load_dates)
     )
@@ -360,14 +341,17 @@ def evaluate_rejected_rate(
 
 def evaluate_late_events(
     con: duckdb.DuckDBPyConnection,
-    asset_key: AssetKey,
+    source: Source,
     load_dates: Sequence[date],
     lookback_days: int,
 ) -> AssetCheckResult:
     """WARN when raw events arrived more than the lookback after their event date."""
-    source = RAW_EVENT_SOURCES[asset_key]
+    asset_key = source.asset_key
     findings = run_findings(
-        con, q.late_events_findings_sql(source.table, load_dates, lookback_days)
+        con,
+        q.late_events_findings_sql(
+            source.raw_table, source.event_time_column or "", load_dates, lookback_days
+        ),
     )
     records = findings.records()
     event_dates = sorted({r["event_date"] for r in records})
@@ -408,10 +392,15 @@ def evaluate_late_events(
 
 
 def _spec(name: str, asset: AssetKey, description: str, **kwargs: Any) -> AssetCheckSpec:
-    return AssetCheckSpec(name=name, asset=asset, description=description, **kwargs)
+    with warnings.catch_warnings():
+        # Partitioned check specs are a Dagster preview; they are what lets the raw checks be
+        # recorded per arrival partition in the UI, so the preview warning is expected here.
+        warnings.simplefilter("ignore", PreviewWarning)
+        return AssetCheckSpec(name=name, asset=asset, description=description, **kwargs)
 
 
-HEALTH_SPECS = [
+#: The checks evaluated after the dbt build, on the marts and the daily fact.
+MART_CHECK_SPECS = [
     _spec(
         SRM,
         HEALTH_KEY,
@@ -433,9 +422,6 @@ HEALTH_SPECS = [
         "variation and are left out of the sample-ratio test. Metadata: the experiment, users, "
         "share and the SQL.",
     ),
-]
-
-EXPOSURES_SPECS = [
     _spec(
         UNREGISTERED_VARIATIONS,
         EXPOSURES_KEY,
@@ -452,7 +438,6 @@ EXPOSURES_SPECS = [
         "prerequisites, registered flag, within the experiment's dates, test accounts left out) "
         "differ from the users of fct_experiment_exposures_daily. Metadata: the experiment, "
         "date, both counts, sample users and the SQL.",
-        additional_deps=RECONCILIATION_INPUTS,
     ),
     _spec(
         VOLUME,
@@ -462,111 +447,113 @@ EXPOSURES_SPECS = [
         f"{q.VOLUME_TRAILING_DAYS} days before it (days without exposures count 0); dates with "
         f"fewer than {q.VOLUME_TRAILING_DAYS} days of the experiment before them are skipped. "
         "Metadata: experiment, date, exposures, median and the SQL.",
-        additional_deps=[AssetKey(["registry", "experiments"])],
     ),
 ]
+MART_CHECK_KEYS = {spec.key for spec in MART_CHECK_SPECS}
 
-RAW_SPECS = [
-    spec
-    for asset_key, source in RAW_EVENT_SOURCES.items()
-    for spec in (
+
+def raw_check_specs(source: Source, partitions_def: PartitionsDefinition) -> list[AssetCheckSpec]:
+    """The checks of a daily source's arrival partitions (evaluated in its raw asset's step)."""
+    if not source.is_flag_source:
+        return []
+    return [
         _spec(
             REJECTED_RATE,
-            asset_key,
+            source.asset_key,
             f"Share of the {source.name} lines of each arrival partition that went to "
             "raw.rejected_records: WARN above "
             f"{100 * q.REJECTED_RATE_WARN:g}%, ERROR above {100 * q.REJECTED_RATE_ERROR:g}%. "
             "Metadata: the partition, lines, rejected lines by reason and the SQL.",
-            partitions_def=daily_partitions,
+            partitions_def=partitions_def,
         ),
-        _spec(LATE_EVENTS, asset_key, _LATE_EVENTS_DESCRIPTION, partitions_def=daily_partitions),
-    )
-]
+        _spec(
+            LATE_EVENTS, source.asset_key, _LATE_EVENTS_DESCRIPTION, partitions_def=partitions_def
+        ),
+    ]
 
 
-def _selected(context: AssetCheckExecutionContext, asset_key: AssetKey, name: str) -> bool:
-    return AssetCheckKey(asset_key, name) in context.selected_asset_check_keys
+def evaluate_mart_checks(
+    con: duckdb.DuckDBPyConnection, selected: AbstractSet[AssetCheckKey]
+) -> list[AssetCheckResult]:
+    """The selected mart checks, on the event dates the last daily build recomputed."""
+    dates = read_recompute_dates(con)
+    evaluations = {
+        AssetCheckKey(HEALTH_KEY, SRM): lambda: evaluate_srm(con, dates),
+        AssetCheckKey(HEALTH_BY_TIER_KEY, SRM_BY_TIER): lambda: evaluate_srm(
+            con, dates, by_tier=True
+        ),
+        AssetCheckKey(ASSIGNMENTS_KEY, MULTIPLE_VARIATIONS): lambda: evaluate_multiple_variations(
+            con
+        ),
+        AssetCheckKey(EXPOSURES_KEY, UNREGISTERED_VARIATIONS): lambda: (
+            evaluate_unregistered_variations(con)
+        ),
+        AssetCheckKey(EXPOSURES_KEY, RECONCILIATION): lambda: evaluate_reconciliation(con, dates),
+        AssetCheckKey(EXPOSURES_KEY, VOLUME): lambda: evaluate_volume_anomaly(con, dates),
+    }
+    return [evaluate() for key, evaluate in evaluations.items() if key in selected]
 
 
-@multi_asset_check(
-    name="marts_health_checks",
-    specs=HEALTH_SPECS,
-    can_subset=True,
-    pool=DUCKDB_POOL,
-    description="Experiment health: sample-ratio mismatch (overall and per tier), users in "
-    "several variations.",
-)
-def marts_health_checks(
-    context: AssetCheckExecutionContext, warehouse: DuckDBResource
-) -> Iterator[AssetCheckResult]:
-    with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-        dates = read_recompute_dates(con)
-        results = []
-        if _selected(context, HEALTH_KEY, SRM):
-            results.append(evaluate_srm(con, dates))
-        if _selected(context, HEALTH_BY_TIER_KEY, SRM_BY_TIER):
-            results.append(evaluate_srm(con, dates, by_tier=True))
-        if _selected(context, ASSIGNMENTS_KEY, MULTIPLE_VARIATIONS):
-            results.append(evaluate_multiple_variations(con))
-    yield from results
-
-
-@multi_asset_check(
-    name="exposures_daily_checks",
-    specs=EXPOSURES_SPECS,
-    can_subset=True,
-    pool=DUCKDB_POOL,
-    description="The daily exposure fact: unregistered variations, reconciliation with staging, "
-    "volume anomalies.",
-)
-def exposures_daily_checks(
-    context: AssetCheckExecutionContext, warehouse: DuckDBResource
-) -> Iterator[AssetCheckResult]:
-    with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-        dates = read_recompute_dates(con)
-        results = []
-        if _selected(context, EXPOSURES_KEY, UNREGISTERED_VARIATIONS):
-            results.append(evaluate_unregistered_variations(con))
-        if _selected(context, EXPOSURES_KEY, RECONCILIATION):
-            results.append(evaluate_reconciliation(con, dates))
-        if _selected(context, EXPOSURES_KEY, VOLUME):
-            results.append(evaluate_volume_anomaly(con, dates))
-    yield from results
-
-
-def run_arrival_dates(
-    context: AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection, table: str
-) -> list[date]:
-    """The arrival partitions the check covers: the run's partition(s), else the latest loaded."""
-    if context.has_partition_key or context.has_partition_key_range:
-        return dates_in_window(context.partition_time_window)
-    latest = con.execute(f"select max(_load_date) from {table}").fetchone()[0]
-    return [latest] if latest else []
-
-
-@multi_asset_check(
-    name="raw_event_checks",
-    specs=RAW_SPECS,
-    can_subset=True,
-    pool=DUCKDB_POOL,
-    description="The arrival partitions of the raw event tables: rejected-record rate and late "
-    "events.",
-)
-def raw_event_checks(
-    context: AssetCheckExecutionContext, warehouse: DuckDBResource, landing: LandingZoneResource
-) -> Iterator[AssetCheckResult]:
+def evaluate_raw_checks(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    selected: AbstractSet[AssetCheckKey],
+    load_dates: Sequence[date],
+    lookback_days: int,
+) -> list[AssetCheckResult]:
+    """The selected checks of a daily source on the arrival partitions `load_dates`."""
     results = []
-    with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-        for asset_key, source in RAW_EVENT_SOURCES.items():
-            load_dates = run_arrival_dates(context, con, source.table)
-            if _selected(context, asset_key, REJECTED_RATE):
-                results.append(evaluate_rejected_rate(con, asset_key, load_dates))
-            if _selected(context, asset_key, LATE_EVENTS):
-                results.append(
-                    evaluate_late_events(con, asset_key, load_dates, landing.lookback_days)
-                )
-    yield from results
+    if AssetCheckKey(source.asset_key, REJECTED_RATE) in selected:
+        results.append(evaluate_rejected_rate(con, source, load_dates))
+    if AssetCheckKey(source.asset_key, LATE_EVENTS) in selected:
+        results.append(evaluate_late_events(con, source, load_dates, lookback_days))
+    return results
 
 
-#: Every Python asset check of the platform.
-asset_checks = [marts_health_checks, exposures_daily_checks, raw_event_checks]
+def partition_label(dates: Sequence[date]) -> str | None:
+    """How a set of arrival dates is recorded: the date, or `first..last` for a range."""
+    if not dates:
+        return None
+    first, last = min(dates), max(dates)
+    return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+
+def record_results(
+    con: duckdb.DuckDBPyConnection,
+    results: Sequence[AssetCheckResult],
+    run_id: str,
+    *,
+    partition_of: Sequence[date] = (),
+) -> None:
+    """Keep the latest evaluation of each check (and partition) in ops.check_results."""
+    partition = partition_label(partition_of)
+    rows = [
+        (
+            r.asset_key.to_user_string() if r.asset_key else "",
+            r.check_name or "",
+            partition,
+            bool(r.passed),
+            (r.severity or AssetCheckSeverity.ERROR).value,
+            (r.description or "")[:500],
+            run_id,
+        )
+        for r in results
+    ]
+    if not rows:
+        return
+    con.execute("begin transaction")
+    try:
+        for row in rows:
+            con.execute(
+                f"delete from {OPS_CHECK_RESULTS} where asset_key = ? and check_name = ? "
+                "and partition is not distinct from ?",
+                list(row[:3]),
+            )
+        con.executemany(
+            f"insert into {OPS_CHECK_RESULTS} values (?, ?, ?, ?, ?, ?, now()::timestamp, ?)",
+            rows,
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise

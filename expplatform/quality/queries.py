@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, timedelta
 
+from expplatform import catalog
+
 # --- thresholds ------------------------------------------------------------------------------------
 
 #: srm_status values that fail the sample-ratio checks (ERROR and WARN respectively).
@@ -35,23 +37,17 @@ VOLUME_TRAILING_DAYS = 7
 
 # --- tables ------------------------------------------------------------------------------------------
 
-HEALTH = "marts.mart_experiment_health_daily"
-HEALTH_BY_TIER = "marts.mart_experiment_health_by_tier_daily"
-ASSIGNMENTS = "marts.fct_experiment_assignments"
-EXPOSURES_DAILY = "marts.fct_experiment_exposures_daily"
-VARIATIONS = "marts.dim_experiment_variations"
-REGISTRY = "seeds.experiments"
+HEALTH = catalog.MART_HEALTH
+HEALTH_BY_TIER = catalog.MART_HEALTH_BY_TIER
+ASSIGNMENTS = catalog.FCT_ASSIGNMENTS
+EXPOSURES_DAILY = catalog.FCT_EXPOSURES_DAILY
+VARIATIONS = catalog.DIM_EXPERIMENT_VARIATIONS
+REGISTRY = catalog.SEED_EXPERIMENTS
 STG_LAUNCHDARKLY = "staging.stg_launchdarkly__flag_events"
 STG_LEGACY = "staging.stg_legacy__flag_events"
-STG_USERS = "staging.stg_app__users"
-REJECTED = "raw.rejected_records"
-RECOMPUTE_DATES = "ops.recompute_dates"
-
-#: The raw table of each daily source and its event-time column.
-RAW_EVENT_TIME = {
-    "raw.partner_directpush_launchdarkly_events": "event_creationdate",
-    "raw.legacy_feature_flag_events": '"timestamp"',
-}
+STG_USERS = catalog.STG_USERS
+REJECTED = catalog.REJECTED_RECORDS
+RECOMPUTE_DATES = catalog.OPS_RECOMPUTE_DATES
 
 
 def date_list(dates: Sequence[date]) -> str:
@@ -59,6 +55,11 @@ def date_list(dates: Sequence[date]) -> str:
     if not dates:
         return "cast([] as date[])"
     return "[" + ", ".join(f"date '{d.isoformat()}'" for d in sorted(set(dates))) + "]"
+
+
+def quote_identifier(name: str) -> str:
+    """A quoted SQL identifier (raw columns such as `timestamp` are keywords)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def quote_literal(value: str) -> str:
@@ -268,9 +269,11 @@ order by load_date
 # --- late events ----------------------------------------------------------------------------------------------
 
 
-def late_events_findings_sql(raw_table: str, load_dates: Sequence[date], lookback_days: int) -> str:
+def late_events_findings_sql(
+    raw_table: str, event_time_column: str, load_dates: Sequence[date], lookback_days: int
+) -> str:
     """Raw events of the arrival partitions dated before arrival date - lookback, per event date."""
-    event_time = RAW_EVENT_TIME[raw_table]
+    event_time = quote_identifier(event_time_column)
     return f"""
 select
     _load_date as arrival_date,

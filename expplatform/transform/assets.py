@@ -1,67 +1,74 @@
-"""dbt models as Dagster assets (groups staging, intermediate, marts, registry).
+"""The dbt models as Dagster assets: one step, one `dbt build`, run inside the run's process.
 
-Three `@dbt_assets` with disjoint selections, in the order data flows:
+All models and the registry seeds are one multi-asset (`dbt_models`, groups staging,
+intermediate, marts, registry). Models tagged `daily` in dbt (the exposures per user and day)
+are partitioned by arrival date with single-run backfills; the others (dimensions,
+assignments, marts) are not partitioned — they are rebuilt (incrementally) for whatever the run
+changed. One invocation instead of one per partitioning costs one dbt start-up per run; the
+bookkeeping between the daily models and the marts is done by two model hooks inside the build
+(dbt_project/macros/incremental_windows.sql).
 
-- `app_dbt_models` (tag `app`, unpartitioned): users and subscription history;
-- `daily_dbt_models` (tag `daily`, daily partitions, single-run backfills):
-  exposures per user and day, recomputed for the run's window of event dates;
-- `marts_dbt_models` (tag `marts` and the registry seeds, unpartitioned):
-  assignments and marts, merged for the users and dates the daily runs touched.
-
-Each writes its bookkeeping to `ops.*` before dbt and advances it only after
-dbt succeeded (see expplatform.transform.window).
+The step:
+1. writes the recompute window of its arrival dates (`ops.*`, expplatform.transform.window);
+2. runs `dbt build` of exactly the selected models and tests (expplatform.transform.dbt_runner);
+3. reports each built model with its metadata (each partition of a range its own figures) and
+   each test as an asset check, and records the check results;
+4. evaluates the Python checks of the marts (expplatform.quality.checks);
+5. advances the bookkeeping only if dbt succeeded.
 """
 
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
-    Output,
+    MaterializeResult,
+    MetadataValue,
+    PartitionsDefinition,
+    multi_asset,
 )
-from dagster_dbt import (
-    DagsterDbtTranslator,
-    DagsterDbtTranslatorSettings,
-    DbtCliResource,
-    dbt_assets,
-)
-from dagster_duckdb import DuckDBResource
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
-from expplatform.config import DUCKDB_POOL
-from expplatform.partitions import daily_partitions, dates_in_window
-from expplatform.resources import LandingZoneResource
+from expplatform import catalog
+from expplatform.config import DUCKDB_POOL, Settings
+from expplatform.partitions import dates_in_window
+from expplatform.quality import checks
+from expplatform.resources import LandingZoneResource, ServingResource
+from expplatform.sources import SourceRegistry
 from expplatform.transform import window
+from expplatform.transform.dbt_runner import Invocation, NodeResult, is_busy
 from expplatform.transform.metadata import (
     allocation_preview,
-    column_lineage,
+    column_schema,
     daily_fact_metadata,
     health_metadata,
+    per_partition_row_counts,
     row_count,
 )
-from expplatform.transform.project import dbt_project, prepare_manifest
-from expplatform.warehouse import connect, is_lock_error, pause_point
+from expplatform.transform.project import DbtResource, load_manifest
+from expplatform.warehouse import WarehouseResource, pause_point
 
-#: dbt unit tests run in the test suite (`dbt test --select test_type:unit`), not in every run.
-DBT_BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]
-#: dbt opens the warehouse once, at start-up, with no retry of its own: when another process
-#: (a `report`, an analyst's notebook) holds the file then, dbt fails before building anything
-#: and is started again after 2, 4, 8, 16 s.
-DBT_LOCK_ATTEMPTS = 5
 LAYERS = ("staging", "intermediate", "marts")
 OWNERS = ["team:experimentation-data"]
-FCT_DAILY_KEY = AssetKey(["marts", "fct_experiment_exposures_daily"])
-ALLOCATION_KEY = AssetKey(["marts", "mart_experiment_allocation_daily"])
-HEALTH_KEY = AssetKey(["marts", "mart_experiment_health_daily"])
-MARTS_CONSUMER_KEYS = {
-    AssetKey(["marts", "fct_experiment_assignments"]),
-    AssetKey(["intermediate", "int_experiment_activity_daily"]),
+UNIQUE_ID = "dagster_dbt/unique_id"
+#: dbt opens the warehouse once, at start-up: when another process (an analyst's notebook on
+#: the warehouse file) holds it then, dbt fails before building anything and is started again
+#: after 2, 4, 8, 16 s.
+DBT_LOCK_ATTEMPTS = 5
+#: The models whose build consumes the marts' queues (emptied only when both built).
+QUEUE_CONSUMERS = {catalog.FCT_ASSIGNMENTS_KEY, catalog.INT_ACTIVITY_KEY}
+#: Date column of each partitioned table, for its per-partition row counts.
+PARTITIONED_DATE_COLUMNS = {
+    catalog.asset_key(catalog.INT_EXPERIMENT_USER_DAYS): "exposure_date",
 }
 
 
@@ -69,23 +76,28 @@ def layer_of(dbt_resource_props: Mapping[str, Any]) -> str:
     """The layer of a dbt node: its first folder under models/ (seeds are the registry)."""
     if dbt_resource_props["resource_type"] == "seed":
         return "registry"
-    fqn = dbt_resource_props.get("fqn", [])
-    for part in fqn[1:]:
+    for part in dbt_resource_props.get("fqn", [])[1:]:
         if part in LAYERS:
             return part
     return "marts"
 
 
 class ExpplatformDbtTranslator(DagsterDbtTranslator):
-    """Asset keys `[layer, relation]`, groups by layer; ops bookkeeping tables are not assets."""
+    """Asset keys `[layer, relation]`, groups by layer, `daily` models partitioned by arrival date.
+
+    The ops bookkeeping tables are sources of the models but not assets.
+    """
+
+    def __init__(self, partitions_def: PartitionsDefinition) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self.partitions_def = partitions_def
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
         if dbt_resource_props["resource_type"] == "source":
             return super().get_asset_key(dbt_resource_props)
         # The relation's name (dbt's alias), not the model's: all versions of a versioned mart
         # share one name, and the latest is materialized under it while an older one is
-        # `<name>_v<N>` (macros/generate_alias_name.sql). So the latest keeps `[marts, <name>]`
-        # and an old version kept for its consumers is `[marts, <name>_v<N>]`.
+        # `<name>_v<N>` (macros/generate_alias_name.sql).
         name = dbt_resource_props.get("alias") or dbt_resource_props["name"]
         return AssetKey([layer_of(dbt_resource_props), name])
 
@@ -100,15 +112,11 @@ class ExpplatformDbtTranslator(DagsterDbtTranslator):
     ) -> AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         deps = [dep for dep in spec.deps if dep.asset_key.path[0] != "ops"]
-        return spec.replace_attributes(deps=deps, kinds={"dbt", "duckdb"})
-
-
-translator = ExpplatformDbtTranslator(
-    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
-)
-
-prepare_manifest()
-MANIFEST = dbt_project.manifest_path
+        spec = spec.replace_attributes(deps=deps, kinds={"dbt", "duckdb"})
+        node = manifest["nodes"].get(unique_id) or {}
+        if "daily" in node.get("tags", []):
+            spec = spec.replace_attributes(partitions_def=self.partitions_def)
+        return spec
 
 
 def _relation(key: AssetKey) -> str | None:
@@ -119,154 +127,180 @@ def _relation(key: AssetKey) -> str | None:
     return f"{'seeds' if layer == 'registry' else layer}.{name}"
 
 
-def _metadata(
-    con: Any, key: AssetKey, fact_dates: Sequence[date], *, with_chart: bool
-) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    relation = _relation(key)
-    if relation and (rows := row_count(con, relation)) is not None:
-        extra["dagster/row_count"] = rows
-    if key == FCT_DAILY_KEY:
-        extra.update(daily_fact_metadata(con, fact_dates))
-    elif key == ALLOCATION_KEY:
-        extra.update(allocation_preview(con))
-    elif key == HEALTH_KEY:
-        extra.update(health_metadata(con, with_chart=with_chart))
-    return extra
-
-
-def _invoke(
-    context: AssetExecutionContext,
-    dbt: DbtCliResource,
-    warehouse: DuckDBResource,
-    *,
-    after: Callable[[Any], None] | None = None,
-    fact_dates: Sequence[date] = (),
-) -> Iterator:
-    """Run `dbt build` for the selected models, then attach metadata and run `after`.
-
-    dbt holds DuckDB's write lock until it exits, so its events are collected
-    first; metadata is then read with one connection, on which `after` (the
-    bookkeeping) also runs — only if dbt succeeded. Models that did build are
-    still reported when a later one fails.
-    """
-    # dbt runs in a subprocess with the project folder as working directory:
-    # hand it the warehouse as an absolute path.
-    os.environ["EXPPLATFORM_DUCKDB_PATH"] = str(Path(warehouse.database).resolve())
-    # A subset run must not drag in tests of models it does not build (dbt's default
-    # "eager" indirect selection would test fct tables when only a dim is built).
-    os.environ.setdefault("DBT_INDIRECT_SELECTION", "cautious")
-    target = (
-        Path(dbt_project.project_dir) / "target" / f"dagster-{context.op_execution_context.op.name}"
+def _check_result(result: NodeResult, check_key: AssetCheckKey) -> AssetCheckResult:
+    passed = result.status in ("pass", "success")
+    severity = AssetCheckSeverity.WARN if result.severity == "warn" else AssetCheckSeverity.ERROR
+    metadata: dict[str, Any] = {
+        "status": MetadataValue.text(result.status),
+        "execution_duration_s": MetadataValue.float(round(result.execution_time, 3)),
+    }
+    if result.failures is not None:
+        metadata["failing_rows"] = MetadataValue.int(int(result.failures))
+    description = None
+    if not passed:
+        description = (
+            f"{result.failures} failing row(s)"
+            if result.status in ("fail", "warn")
+            else (result.message or result.status)
+        )
+    return AssetCheckResult(
+        asset_key=check_key.asset_key,
+        check_name=check_key.name,
+        passed=passed,
+        severity=severity,
+        description=description,
+        metadata=metadata,
     )
-    # A fixed target folder per op keeps dbt's partial parsing (no full re-parse
-    # per run) and leaves no per-run folders behind; pool limit 1 serialises users.
-    for attempt in range(1, DBT_LOCK_ATTEMPTS + 1):
-        invocation = dbt.cli(DBT_BUILD_ARGS, context=context, target_path=target)
-        events: list[Any] = []
-        failure: BaseException | None = None
-        try:
-            for event in invocation.stream():
-                events.append(event)
-                pause_point("dbt", getattr(event, "output_name", None) or "")
-        except Exception as exc:  # re-raised below, after the built models are reported
-            failure = exc
-        if failure is None or events or not is_lock_error(failure):
-            break
-        if attempt < DBT_LOCK_ATTEMPTS:
-            delay = 2**attempt
-            context.log.warning(
-                f"warehouse busy: dbt could not lock {Path(warehouse.database).name} (another "
-                f"process holds it), retrying in {delay}s ({attempt}/{DBT_LOCK_ATTEMPTS - 1})"
+
+
+def build_dbt_assets(
+    settings: Settings,
+    registry: SourceRegistry,
+    partitions_def: PartitionsDefinition,
+    pool: str | None = DUCKDB_POOL,
+) -> AssetsDefinition:
+    """The dbt multi-asset of the project in `settings` (its manifest must have been built)."""
+    manifest = load_manifest(settings.dbt_project_dir)
+    translator = ExpplatformDbtTranslator(partitions_def)
+
+    # dagster-dbt turns the manifest into asset and check specs; the step itself is ours.
+    @dbt_assets(
+        manifest=manifest, select="fqn:*", name="dbt_models", dagster_dbt_translator=translator
+    )
+    def _template(context: AssetExecutionContext):  # pragma: no cover - never executed
+        return None
+
+    specs = list(_template.specs)
+    dbt_check_specs = list(_template.check_specs)
+    nodes = {**manifest["nodes"], **manifest.get("sources", {})}
+    selector_of_asset = {
+        spec.key: ".".join(nodes[spec.metadata[UNIQUE_ID]]["fqn"]) for spec in specs
+    }
+    test_of_check = {spec.key: nodes[spec.metadata[UNIQUE_ID]] for spec in dbt_check_specs}
+    check_of_test = {node["unique_id"]: key for key, node in test_of_check.items()}
+    asset_of_node = {spec.metadata[UNIQUE_ID]: spec.key for spec in specs}
+    partitioned = {spec.key for spec in specs if spec.partitions_def is not None}
+    fct_key = catalog.FCT_EXPOSURES_DAILY_KEY
+
+    @multi_asset(
+        name="dbt_models",
+        specs=specs,
+        check_specs=[*dbt_check_specs, *checks.MART_CHECK_SPECS],
+        can_subset=True,
+        backfill_policy=BackfillPolicy.single_run(),
+        pool=pool,
+        op_tags={"dagster/kind/dbt": "", "dagster/kind/duckdb": ""},
+    )
+    def dbt_models(
+        context: AssetExecutionContext,
+        warehouse: WarehouseResource,
+        dbt: DbtResource,
+        landing: LandingZoneResource,
+        serving: ServingResource,
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
+        selected = set(context.selected_asset_keys)
+        selected_checks = set(context.selected_asset_check_keys)
+        daily = bool(selected & partitioned) and (
+            context.has_partition_key or context.has_partition_key_range
+        )
+        load_dates: list[date] = dates_in_window(context.partition_time_window) if daily else []
+        if daily:
+            with warehouse.connect(on_wait=context.log.info) as con:
+                recomputed = window.prepare_daily_run(
+                    con, registry, load_dates, landing.lookback_days
+                )
+            context.log.info(
+                f"arrival dates {load_dates[0]} .. {load_dates[-1]}: recomputing "
+                f"{len(recomputed)} event date(s) {recomputed[0]} .. {recomputed[-1]}"
             )
-            time.sleep(delay)
-    with_chart = os.environ.get("EXPPLATFORM_CHART_METADATA", "1") != "0"
-    with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-        for event in events:
-            if isinstance(event, Output):
-                key = context.asset_key_for_output(event.output_name)
-                extra = _metadata(con, key, fact_dates, with_chart=with_chart)
-                unique_id = event.metadata.get("unique_id")
-                if unique_id is not None and _relation(key):
-                    extra.update(
-                        column_lineage(
-                            con,
-                            getattr(unique_id, "value", unique_id),
-                            invocation.manifest,
-                            translator,
-                            invocation.target_path,
-                            dbt_project,
-                        )
-                    )
-                event = event.with_metadata({**event.metadata, **extra})
-            yield event
-        if failure is None and after is not None:
-            after(con)
-    if failure is not None:
-        raise failure
+        select = sorted(selector_of_asset[k] for k in selected) + sorted(
+            ".".join(test_of_check[k]["fqn"]) for k in selected_checks if k in test_of_check
+        )
+        invocation = Invocation((), None)
+        if select:
+            for attempt in range(1, DBT_LOCK_ATTEMPTS + 1):
+                started = time.monotonic()
+                invocation = dbt.build(select, settings.dbt_env(), log=context.log.info)
+                if not is_busy(invocation) or attempt == DBT_LOCK_ATTEMPTS:
+                    break
+                delay = 2**attempt
+                context.log.warning(
+                    f"warehouse busy: dbt could not lock {warehouse.database_path.name} (another "
+                    f"process holds it), retrying in {delay}s ({attempt}/{DBT_LOCK_ATTEMPTS - 1})"
+                )
+                time.sleep(delay)
+            context.log.info(
+                f"dbt build: {len(invocation.results)} node(s) in {time.monotonic() - started:.1f}s"
+            )
+        # in dbt's execution order: Dagster wants a multi-asset's outputs in topological order
+        built_in_order = [
+            asset_of_node[r.unique_id]
+            for r in invocation.results
+            if r.unique_id in asset_of_node and r.status == "success"
+        ]
+        built = set(built_in_order)
+        failed = invocation.failed
+        results: list[AssetCheckResult] = []
+        with warehouse.connect(on_wait=context.log.info) as con:
+            for key in built_in_order:
+                pause_point("dbt", key.path[-1])  # crash tests: killed between dbt and metadata
+                metadata = _asset_metadata(con, key, serving.pages_url)
+                if key in partitioned and load_dates:
+                    _add_partition_metadata(context, con, key, load_dates)
+                yield MaterializeResult(asset_key=key, metadata=metadata)
+            for r in invocation.results:
+                check_key = check_of_test.get(r.unique_id)
+                if check_key is not None and check_key in selected_checks and r.status != "skipped":
+                    results.append(_check_result(r, check_key))
+            if invocation.error is None and not failed:
+                results += checks.evaluate_mart_checks(con, selected_checks)
+                if fct_key in built:
+                    window.finish_daily_run(con)
+                if QUEUE_CONSUMERS <= built:
+                    window.finish_marts(con)
+            checks.record_results(con, results, context.run_id)
+        yield from results
+        if invocation.error is not None:
+            raise invocation.error
+        if failed:
+            raise RuntimeError(
+                "dbt build failed: "
+                + "; ".join(f"{r.name}: {(r.message or r.status).strip()}" for r in failed)
+            )
+
+    return dbt_models
 
 
-@dbt_assets(
-    manifest=MANIFEST,
-    select="tag:app resource_type:seed",
-    name="app_dbt_models",
-    dagster_dbt_translator=translator,
-    project=dbt_project,
-    pool=DUCKDB_POOL,
-)
-def app_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource):
-    """The experiment registry (seeds), users and subscription history (tier at any time)."""
-    yield from _invoke(context, dbt, warehouse)
+def _asset_metadata(con: Any, key: AssetKey, pages_url: str) -> dict[str, Any]:
+    relation = _relation(key)
+    metadata: dict[str, Any] = {}
+    if relation is None:
+        return metadata
+    if key not in PARTITIONED_DATE_COLUMNS and key != catalog.FCT_EXPOSURES_DAILY_KEY:
+        rows = row_count(con, relation)
+        if rows is not None:
+            metadata["dagster/row_count"] = MetadataValue.int(rows)
+    schema = column_schema(con, relation)
+    if schema is not None:
+        metadata["dagster/column_schema"] = schema
+    if key == catalog.MART_ALLOCATION_KEY:
+        metadata.update(allocation_preview(con))
+    elif key == catalog.MART_HEALTH_KEY:
+        metadata.update(health_metadata(con, pages_url))
+    return metadata
 
 
-@dbt_assets(
-    manifest=MANIFEST,
-    select="tag:daily",
-    name="daily_dbt_models",
-    dagster_dbt_translator=translator,
-    project=dbt_project,
-    partitions_def=daily_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
-)
-def daily_dbt_models(
-    context: AssetExecutionContext,
-    dbt: DbtCliResource,
-    warehouse: DuckDBResource,
-    landing: LandingZoneResource,
-):
-    """Exposures per experiment, user and day for the run's recompute window."""
-    load_dates = dates_in_window(context.partition_time_window)
-    with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-        dates = window.prepare_daily_run(con, load_dates, landing.lookback_days)
-    context.log.info(
-        f"arrival dates {load_dates[0]} .. {load_dates[-1]}: recomputing {len(dates)} event "
-        f"date(s) {dates[0]} .. {dates[-1]}"
-    )
-    finish = window.finish_daily_run if FCT_DAILY_KEY in context.selected_asset_keys else None
-    yield from _invoke(context, dbt, warehouse, after=finish, fact_dates=load_dates)
-
-
-@dbt_assets(
-    manifest=MANIFEST,
-    select="tag:marts",
-    name="marts_dbt_models",
-    dagster_dbt_translator=translator,
-    project=dbt_project,
-    pool=DUCKDB_POOL,
-)
-def marts_dbt_models(
-    context: AssetExecutionContext, dbt: DbtCliResource, warehouse: DuckDBResource
-):
-    """Assignments, allocation and health marts, merged for what the daily runs changed."""
-    # The queues are consumed (and emptied) only when every model that reads them runs.
-    consumes_queues = MARTS_CONSUMER_KEYS <= set(context.selected_asset_keys)
-    if consumes_queues:
-        with connect(Path(warehouse.database), on_wait=context.log.info) as con:
-            users, dates = window.prepare_marts_run(con)
-        context.log.info(f"merging {users} pending user(s) and {dates} pending date(s)")
-    finish = window.finish_marts_run if consumes_queues else None
-    yield from _invoke(context, dbt, warehouse, after=finish)
-
-
-dbt_model_assets = [app_dbt_models, daily_dbt_models, marts_dbt_models]
+def _add_partition_metadata(
+    context: AssetExecutionContext, con: Any, key: AssetKey, load_dates: list[date]
+) -> None:
+    if key == catalog.FCT_EXPOSURES_DAILY_KEY:
+        per_date = daily_fact_metadata(con, load_dates)
+    elif key in PARTITIONED_DATE_COLUMNS:
+        per_date = per_partition_row_counts(
+            con, _relation(key) or "", PARTITIONED_DATE_COLUMNS[key], load_dates
+        )
+    else:
+        return
+    for day, metadata in per_date.items():
+        if metadata:
+            context.add_asset_metadata(metadata, asset_key=key, partition_key=day.isoformat())

@@ -1,18 +1,21 @@
-"""Bookkeeping around the incremental dbt runs (docs/ARCHITECTURE.md).
+"""Bookkeeping around the incremental dbt build (docs/ARCHITECTURE.md).
 
-The daily dbt models read *what* to recompute from `ops.*` tables written
-here, instead of `--vars` (which would force a full dbt re-parse each run):
+The incremental dbt models read *what* to recompute from `ops.*` tables, instead of `--vars`
+(which would force a full dbt re-parse each run):
 
-- `ops.recompute_dates`: event dates the daily models rebuild;
-- `ops.dim_changed_users`: users whose test-account flag or subscription
-  history changed since the last successful daily run;
-- `ops.pending_users` / `ops.pending_dates`: what the marts still have to
-  merge, accumulated by daily runs and emptied only after the marts built;
-- `ops.assignments_before`: assignments of pending users as they were before
-  the marts started merging them (kept across a failed attempt).
+- `ops.recompute_dates`: event dates the daily models rebuild (written here, before dbt);
+- `ops.dim_changed_users`: users whose test-account flag or subscription history changed since
+  the last successful daily build (here, before dbt);
+- `ops.pending_users` / `ops.pending_dates`: what the marts still have to merge; filled here
+  (the users of the dates about to be replaced) and by the post-hook of
+  fct_experiment_exposures_daily (the users of the rebuilt rows), emptied only after the marts
+  built (:func:`finish_marts`);
+- `ops.assignments_before`: assignments of pending users as they were before the marts merged
+  them, taken by the pre-hook of fct_experiment_assignments (kept across a failed attempt).
 
-Every function is a handful of SQL statements in one transaction, so a crash
-between two of them leaves the queues as they were or fully updated.
+The SQL of the two hooks is in dbt_project/macros/incremental_windows.sql. Every function here is
+a handful of statements in one transaction, so a crash between two of them leaves the queues as
+they were or fully updated.
 """
 
 from __future__ import annotations
@@ -22,10 +25,16 @@ from datetime import date, timedelta
 
 import duckdb
 
-FCT_DAILY = "marts.fct_experiment_exposures_daily"
-FCT_ASSIGNMENTS = "marts.fct_experiment_assignments"
-STG_USERS = "staging.stg_app__users"
-INT_SUBSCRIPTIONS = "intermediate.int_subscription_history"
+from expplatform.catalog import (
+    FCT_EXPOSURES_DAILY as FCT_DAILY,
+)
+from expplatform.catalog import (
+    INT_SUBSCRIPTION_HISTORY as INT_SUBSCRIPTIONS,
+)
+from expplatform.catalog import (
+    STG_USERS,
+)
+from expplatform.sources import SourceRegistry
 
 
 def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
@@ -48,7 +57,10 @@ def lookback_dates(load_dates: Sequence[date], lookback_days: int) -> list[date]
 
 
 def compute_recompute_dates(
-    con: duckdb.DuckDBPyConnection, load_dates: Sequence[date], lookback_days: int
+    con: duckdb.DuckDBPyConnection,
+    registry: SourceRegistry,
+    load_dates: Sequence[date],
+    lookback_days: int,
 ) -> list[date]:
     """The lookback window plus every event date found in the arrival partitions being run.
 
@@ -56,19 +68,13 @@ def compute_recompute_dates(
     delay, so the order of partition runs never changes the final tables.
     """
     dates = set(lookback_dates(load_dates, lookback_days))
-    if load_dates:
-        rows = con.execute(
-            """
-            select distinct cast(event_creationdate as date)
-            from raw.partner_directpush_launchdarkly_events
-            where _load_date in (select unnest($dates::date[]))
-            union
-            select distinct cast("timestamp" as date)
-            from raw.legacy_feature_flag_events
-            where _load_date in (select unnest($dates::date[]))
-            """,
-            {"dates": sorted(set(load_dates))},
-        ).fetchall()
+    if load_dates and registry.flag_sources:
+        union = "\nunion\n".join(
+            f'select distinct cast("{s.event_time_column}" as date) from {s.raw_table} '
+            "where _load_date in (select unnest($dates::date[]))"
+            for s in registry.flag_sources
+        )
+        rows = con.execute(union, {"dates": sorted(set(load_dates))}).fetchall()
         dates.update(r[0] for r in rows if r[0] is not None)
     return sorted(dates)
 
@@ -96,10 +102,13 @@ def _dims_available(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def prepare_daily_run(
-    con: duckdb.DuckDBPyConnection, load_dates: Sequence[date], lookback_days: int
+    con: duckdb.DuckDBPyConnection,
+    registry: SourceRegistry,
+    load_dates: Sequence[date],
+    lookback_days: int,
 ) -> list[date]:
     """Write the window and the changed users for a daily dbt run; returns the event dates."""
-    dates = compute_recompute_dates(con, load_dates, lookback_days)
+    dates = compute_recompute_dates(con, registry, load_dates, lookback_days)
     con.execute("begin transaction")
     try:
         con.execute("delete from ops.recompute_dates")
@@ -138,18 +147,9 @@ def prepare_daily_run(
 
 
 def finish_daily_run(con: duckdb.DuckDBPyConnection) -> None:
-    """After a successful daily dbt run: queue the new rows' users, advance the dim fingerprints."""
+    """After a successful daily build: advance the dim fingerprints (the hook queued the users)."""
     con.execute("begin transaction")
     try:
-        if _exists(con, FCT_DAILY):
-            con.execute(
-                f"""
-                insert into ops.pending_users
-                select distinct user_id from {FCT_DAILY}
-                where exposure_date in (select recompute_date from ops.recompute_dates)
-                """
-            )
-        con.execute("insert into ops.pending_users select user_id from ops.dim_changed_users")
         if _dims_available(con):
             con.execute("delete from ops.user_dim_state")
             con.execute(f"insert into ops.user_dim_state {_CURRENT_DIM_STATE}")
@@ -160,37 +160,16 @@ def finish_daily_run(con: duckdb.DuckDBPyConnection) -> None:
         raise
 
 
-def prepare_marts_run(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """Snapshot the assignments of pending users not snapshotted yet; returns (users, dates) pending.
-
-    A snapshot left by a failed attempt is kept: it still holds the state
-    before that attempt merged anything.
-    """
-    con.execute("begin transaction")
-    try:
-        if _exists(con, FCT_ASSIGNMENTS):
-            con.execute(
-                f"""
-                insert into ops.assignments_before
-                select experiment_key, user_id, assignment_date, variation_name, subscription_tier,
-                       last_exposure_date
-                from {FCT_ASSIGNMENTS}
-                where user_id in (select user_id from ops.pending_users)
-                  and user_id not in (select user_id from ops.assignments_before)
-                """
-            )
-        counts = con.execute(
-            "select (select count(distinct user_id) from ops.pending_users), "
-            "(select count(distinct pending_date) from ops.pending_dates)"
-        ).fetchone()
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+def pending_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(users, dates) the marts still have to merge."""
+    counts = con.execute(
+        "select (select count(distinct user_id) from ops.pending_users), "
+        "(select count(distinct pending_date) from ops.pending_dates)"
+    ).fetchone()
     return int(counts[0]), int(counts[1])
 
 
-def finish_marts_run(con: duckdb.DuckDBPyConnection) -> None:
+def finish_marts(con: duckdb.DuckDBPyConnection) -> None:
     """After the marts merged everything pending: empty the queues (never before)."""
     con.execute("begin transaction")
     try:

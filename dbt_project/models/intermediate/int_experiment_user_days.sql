@@ -31,7 +31,11 @@ recompute_bounds as (
 ),
 
 {% endif -%}
-launchdarkly_events as (
+{#- The flag sources come from the source registry (expplatform/sources.py), which every
+    invocation passes as the var `flag_sources`: name, staging model, the registry column of its
+    flag keys and its rank in the tie-break order (contract rule 6). -#}
+{%- for flag_source in var('flag_sources') %}
+{{ flag_source.name }}_events as (
 
     select
         event_id,
@@ -48,7 +52,7 @@ launchdarkly_events as (
         _source_file,
         _line_number
 
-    from {{ ref('stg_launchdarkly__flag_events') }} as events
+    from {{ ref(flag_source.staging_model) }} as events
     {% if is_incremental() -%}
     inner join recompute_bounds
         on events.event_at >= recompute_bounds.window_start_at
@@ -57,40 +61,14 @@ launchdarkly_events as (
     {%- endif %}
 
 ),
-
-legacy_events as (
-
-    select
-        event_id,
-        user_id,
-        event_at,
-        event_date,
-        flag_key,
-        variation_name,
-        is_active,
-        is_retracted,
-        event_kind,
-        prerequisite_of,
-        _load_date,
-        _source_file,
-        _line_number
-
-    from {{ ref('stg_legacy__flag_events') }} as events
-    {% if is_incremental() -%}
-    inner join recompute_bounds
-        on events.event_at >= recompute_bounds.window_start_at
-        and events.event_at < recompute_bounds.window_end_at
-    where {{ in_recompute_window('events.event_date') }}
-    {%- endif %}
-
-),
-
+{% endfor %}
 experiments as (
 
     select
         experiment_key,
-        launchdarkly_flag_key,
-        legacy_flag_key,
+        {%- for flag_source in var('flag_sources') %}
+        {{ flag_source.flag_key_column }},
+        {%- endfor %}
         start_date,
         end_date
 
@@ -103,7 +81,7 @@ experiments as (
 -- its timestamp, hence its date: the window always sees all of them.) Window functions rather
 -- than arg_min over a struct: several times faster on millions of events. (A filter over a
 -- numbered subquery rather than DuckDB's QUALIFY, which Spark SQL does not have: same plan.)
-{% for source_name in ['launchdarkly', 'legacy'] %}
+{% for source_name in var('flag_sources') | map(attribute='name') %}
 {{ source_name }}_numbered as (
 
     select
@@ -147,10 +125,9 @@ experiments as (
 
 -- Contract rule 1: an exposure is an active 'feature' evaluation (not a prerequisite) of a
 -- registered flag, dated within the experiment's [start_date, end_date].
-{% for source_name, flag_key_column, source_rank in [
-    ('launchdarkly', 'launchdarkly_flag_key', 1),
-    ('legacy', 'legacy_flag_key', 2),
-] %}
+{% for flag_source in var('flag_sources') %}
+{%- set source_name, flag_key_column, source_rank =
+    flag_source.name, flag_source.flag_key_column, flag_source.rank %}
 {{ source_name }}_exposures as (
 
     select
@@ -179,14 +156,17 @@ experiments as (
 
 exposures as (
 
-    select * from launchdarkly_exposures
+    {%- for flag_source in var('flag_sources') %}
+    select * from {{ flag_source.name }}_exposures
+    {%- if not loop.last %}
     union all
-    select * from legacy_exposures
+    {%- endif %}
+    {%- endfor %}
 
 ),
 
--- Contract rule 6: the day's first exposure is the earliest event, LaunchDarkly before legacy
--- on a tie, then the smaller event id (as a string): the minimum of the struct
+-- Contract rule 6: the day's first exposure is the earliest event, then the source's rank
+-- (LaunchDarkly before legacy), then the smaller event id (as a string): the minimum of the struct
 -- (event_at, source_rank, event_id, ...), unique per event. Aggregating per variation first
 -- gives the distinct variations without a second pass over the events (count(distinct)
 -- would add one: twice as slow on millions of events).

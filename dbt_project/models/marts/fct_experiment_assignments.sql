@@ -4,10 +4,12 @@
     config(
         on_schema_change='fail',
         tags=['marts'],
+        pre_hook=["{{ snapshot_assignments_before() }}"],
         **incremental_config([refreshed_slice])
     )
 }}
 -- depends_on: {{ source('ops', 'pending_users') }}
+-- depends_on: {{ source('ops', 'assignments_before') }}
 
 -- An incremental run re-derives the assignments of the users queued in ops.pending_users
 -- from all their daily rows (a user's assignment depends on every day they were seen).

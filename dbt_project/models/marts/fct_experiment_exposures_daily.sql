@@ -5,6 +5,7 @@
     config(
         on_schema_change='fail',
         tags=['daily'],
+        post_hook=["{{ queue_pending_users() }}"],
         **incremental_config([refreshed_slice])
     )
 }}

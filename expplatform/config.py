@@ -22,6 +22,7 @@ DEFAULT_START_DATE = "2025-12-01"
 DEFAULT_LOOKBACK_DAYS = 2
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 DEFAULT_ALERT_LOG = "data/alerts.log"
+DEFAULT_PAGES_URL = "http://127.0.0.1:3001"
 
 #: The one pool every DuckDB-touching step declares (limit 1 in dagster.yaml).
 DUCKDB_POOL = "duckdb_warehouse"
@@ -54,6 +55,8 @@ class Settings:
     lookback_days: int
     ui_url: str
     alert_log: Path
+    #: Base URL of the published health pages (`/<experiment_key>.html`, `/index.html`).
+    pages_url: str = DEFAULT_PAGES_URL
 
     def env_for_dbt(self) -> dict[str, str]:
         """Environment variables the dbt subprocess needs (absolute paths)."""
@@ -83,6 +86,7 @@ def get_settings() -> Settings:
         lookback_days=lookback,
         ui_url=os.environ.get("EXPPLATFORM_UI_URL", DEFAULT_UI_URL).rstrip("/"),
         alert_log=_resolve(os.environ.get("EXPPLATFORM_ALERT_LOG", DEFAULT_ALERT_LOG)),
+        pages_url=os.environ.get("EXPPLATFORM_PAGES_URL", DEFAULT_PAGES_URL).rstrip("/"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,8 @@ from expplatform.automation import freshness_checks, schedules, sensors
 from expplatform.automation.freshness import (
     DAILY_FRESHNESS_ASSETS,
     UNPARTITIONED_FRESHNESS_ASSETS,
+    dagster_freshness_checks,
+    expected_date,
     freshness_checks_sensor,
 )
 from expplatform.automation.landing_sensor import (
@@ -77,8 +80,7 @@ def test_every_sensor_is_on_by_default():
     assert names == {
         "landing_zone_sensor",
         "freshness_checks_sensor",
-        "alert_on_run_failure",
-        "alert_on_failed_checks",
+        "alert_on_failures",
     }
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors)
 
@@ -218,7 +220,7 @@ def test_freshness_checks_pass_only_for_the_expected_partition():
         instance.report_runless_asset_event(
             AssetMaterialization(AssetKey(["marts", "mart_experiment_health_daily"]))
         )
-        keys = {spec.key for checks in freshness_checks for spec in checks.check_specs}
+        keys = {spec.key for checks in dagster_freshness_checks for spec in checks.check_specs}
         job = defs.resolve_implicit_global_asset_job_def().get_subset(
             asset_check_selection=keys, asset_selection=set()
         )
@@ -235,3 +237,52 @@ def test_freshness_checks_pass_only_for_the_expected_partition():
         "marts/mart_experiment_health_daily": True,
         "marts/mart_experiment_allocation_daily": False,
     }
+
+
+# --- the alerts of freshness ---------------------------------------------------------------------
+
+
+def _alert_log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_freshness_miss_names_the_missing_partitions_and_is_posted_once(tmp_path, monkeypatch):
+    from expplatform.automation.alert_sensors import alert_on_failures
+    from expplatform.definitions import defs
+
+    alert_log = tmp_path / "alerts.log"
+    monkeypatch.delenv("EXPPLATFORM_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("EXPPLATFORM_ALERT_LOG", str(alert_log))
+    e = expected_date(datetime.now(UTC))
+    legacy = AssetKey(["raw", "legacy_feature_flag_events"])
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={AssetCheckKey(legacy, "freshness_check")}, asset_selection=set()
+    )
+
+    def loaded(*days_before: int) -> None:
+        for n in days_before:
+            partition = (e - timedelta(days=n)).isoformat()
+            instance.report_runless_asset_event(AssetMaterialization(legacy, partition=partition))
+
+    def tick(cursor):
+        context = build_sensor_context(instance=instance, cursor=cursor)
+        return alert_on_failures.evaluate_tick(context).cursor
+
+    with instance_for_test() as instance:
+        cursor = tick(None)
+        loaded(2, 4, 9)  # 9 days before: outside the 7 days an alert looks at
+        for _ in range(2):  # missed twice (e.g. the sensor's run and a re-run): one alert
+            job.execute_in_process(instance=instance)
+            cursor = tick(cursor)
+        loaded(0)
+        job.execute_in_process(instance=instance)
+        tick(cursor)
+
+    miss, back = _alert_log_lines(alert_log)
+    assert (
+        miss["title"]
+        == "Freshness missed (ERROR): raw/legacy_feature_flag_events · freshness_check"
+    )
+    days = ", ".join(str(e - timedelta(days=n)) for n in (6, 5, 3, 1, 0))
+    assert f"Missing partitions: {days}" in miss["text"]
+    assert back["title"] == "Freshness back: raw/legacy_feature_flag_events · freshness_check"

@@ -5,17 +5,17 @@ All of them are on by default (the daemon of `dagster dev` runs them):
 - `materialize_all_daily` (schedules.py): 06:00 UTC, yesterday's partition;
 - `landing_zone_sensor` (landing_sensor.py): new or changed landing files → their partition;
 - `freshness_checks_sensor` (freshness.py): evaluates the 09:00 UTC freshness checks;
-- `alert_on_run_failure`, `alert_on_failed_checks` (alert_sensors.py, alerts.py): the team channel.
+- `alert_on_failures` (alert_sensors.py, alerts/): failures and recoveries to the team channel.
 """
 
 from __future__ import annotations
 
 from expplatform.automation.alert_sensors import alert_sensors
-from expplatform.automation.freshness import freshness_checks, freshness_checks_sensor
+from expplatform.automation.freshness import freshness_checks, freshness_sensors
 from expplatform.automation.landing_sensor import landing_zone_sensor
 from expplatform.automation.schedules import materialize_all_daily
 
 schedules = [materialize_all_daily]
-sensors = [landing_zone_sensor, freshness_checks_sensor, *alert_sensors]
+sensors = [landing_zone_sensor, *freshness_sensors, *alert_sensors]
 
 __all__ = ["freshness_checks", "schedules", "sensors"]

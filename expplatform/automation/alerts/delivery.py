@@ -1,13 +1,18 @@
-"""Alerts to the team channel: formatting and delivery, as plain functions (no Dagster here).
+"""Delivery of alerts: one POST to the team channel's webhook, else the local alert log.
 
-An alert is one message per failure (a failed run, or one failed check of a
-run). It goes to EXPPLATFORM_ALERT_WEBHOOK_URL as Slack-compatible JSON
-`{"text": ...}`; without a URL, or when the webhook keeps failing, it is
-appended to the local alert log (Settings.alert_log) as one JSON line.
+An alert goes to EXPPLATFORM_ALERT_WEBHOOK_URL as one JSON body (Block Kit
+plus a `text` fallback, :func:`slack_payload`). urllib3's `Retry` retries it
+on a rate limit (429, honouring `Retry-After` up to RETRY_AFTER_MAX seconds),
+on 500/502/503/504 and when the connection cannot be made; a 4xx is final (a
+wrong URL will not heal), and so is a read error (the server may have posted
+the message: better one message in the log than two in the channel). Without
+a URL, or when delivery fails, the alert is appended to the local alert log
+(Settings.alert_log) as one JSON line.
 
 The webhook URL is a secret (its path is the token): it is read from the
-environment when an alert is sent, never stored in settings, and every error
-text that leaves this module goes through :func:`redact` first.
+environment when an alert is sent, never stored in settings, and every text
+that leaves this module — errors, the alert log, our log lines and urllib3's
+own (which quote the URL on retries) — goes through :func:`redact` first.
 """
 
 from __future__ import annotations
@@ -16,222 +21,50 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-WEBHOOK_ENV = "EXPPLATFORM_ALERT_WEBHOOK_URL"
-RUNBOOK = "docs/RUNBOOK.md"
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.util import Retry, Timeout
 
-#: Metadata entries that are bookkeeping, not numbers a reader needs.
-NOISE_METADATA = {"invocation_id", "Execution Duration", "dagster/freshness_params"}
-MAX_METADATA_ENTRIES = 12
-MAX_VALUE_CHARS = 200
-MAX_ERROR_CHARS = 600
-MAX_LISTED_ASSETS = 8
-#: Delivery: attempts per alert, first backoff (doubles each retry), request timeout in seconds.
-#: Worst case per alert ~ 3 x 5 s + 1 s + 2 s, well inside a sensor evaluation's time limit.
+from expplatform.automation.alerts.formatting import Alert, slack_payload
+
+WEBHOOK_ENV = "EXPPLATFORM_ALERT_WEBHOOK_URL"
+
+#: Attempts per alert (the first try and two retries).
 ATTEMPTS = 3
-BACKOFF_SECONDS = 1.0
-TIMEOUT_SECONDS = 5.0
+#: urllib3 backoff: no wait before the first retry, then BACKOFF_FACTOR * 2 seconds.
+BACKOFF_FACTOR = 1.0
+#: A `Retry-After` longer than this is cut to it (a sensor evaluation has a time limit).
+RETRY_AFTER_MAX = 10
+#: Statuses worth another attempt: rate limited, or the server's (temporary) fault.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
+#: Worst case per alert: 3 x (3 s + 5 s) of timeouts, or two 10 s Retry-After waits: < 30 s.
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Alert:
-    """One failure to report; `text` is the message the channel shows."""
-
-    kind: str  # "run_failure" | "check_failure"
-    title: str
-    text: str
-    run_id: str
-    asset: str | None = None
-    check: str | None = None
-    partition: str | None = None
-    severity: str | None = None
-    #: Identity of the failure: run id + check key (+ partition); run failures: the run id.
-    key: str = ""
+#: One pool for the process (keeps the connection to the webhook between alerts).
+_POOL = urllib3.PoolManager(num_pools=2, maxsize=1)
 
 
 @dataclass
 class DeliveryResult:
     delivered: bool
     channel: str  # "webhook" | "alert_log"
-    attempts: int = 0
+    #: HTTP requests made (None when a connection error ended the delivery: urllib3 does not say).
+    attempts: int | None = 0
     error: str | None = None
     logged: bool = False
-
-
-# --- formatting ---------------------------------------------------------------------------------
-
-
-def run_url(ui_url: str, run_id: str) -> str:
-    return f"{ui_url.rstrip('/')}/runs/{run_id}"
-
-
-def describe_partition(tags: Mapping[str, str]) -> str | None:
-    """The partition of a run from its tags: a key, or a single-run range `A..B`."""
-    if tags.get("dagster/partition"):
-        return tags["dagster/partition"]
-    start = tags.get("dagster/asset_partition_range_start")
-    end = tags.get("dagster/asset_partition_range_end")
-    if start and end:
-        return start if start == end else f"{start}..{end}"
-    return None
-
-
-def format_value(value: object) -> str | None:
-    """A metadata value as short text; None for values that do not fit in a chat line."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        text = " ".join(value.split())
-        return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
-    return None
-
-
-def key_numbers(metadata: Mapping[str, object]) -> list[str]:
-    """`name=value` for the scalar entries of check metadata (MetadataValue or raw values)."""
-    out = []
-    for name, raw in metadata.items():
-        if name in NOISE_METADATA or len(out) >= MAX_METADATA_ENTRIES:
-            continue
-        cls = type(raw).__name__
-        value = getattr(raw, "value", raw)
-        if cls == "TimestampMetadataValue" and isinstance(value, (int, float)):
-            text = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        elif cls in {"MarkdownMetadataValue", "JsonMetadataValue", "TableMetadataValue"}:
-            continue
-        else:
-            text = format_value(value)
-        if text is not None:
-            out.append(f"{name}={text}")
-    return out
-
-
-#: dbt generic tests arrive as checks named `<test>_<model>_<column>...`.
-DBT_TEST_PREFIXES = ("unique_", "not_null_", "accepted_values_", "relationships_")
-#: Runbook sections of the Python checks and freshness, found from words in the check name.
-RUNBOOK_SECTIONS = (
-    ("freshness", "Freshness"),
-    ("sample_ratio", "Sample-ratio mismatch"),
-    ("multiple_variation", "Multiple variations"),
-    ("unregistered", "Unregistered variations"),
-    ("rejected", "Rejected-record rate"),
-    ("reconciliation", "Reconciliation"),
-    ("volume", "Volume anomaly"),
-    ("late_events", "Late events"),
-)
-
-
-def runbook_section(check_name: str | None) -> str:
-    """The RUNBOOK.md section for a failed check (None: a failed run)."""
-    if check_name is None:
-        return "Run failure"
-    lowered = check_name.lower()
-    if lowered.startswith(DBT_TEST_PREFIXES):
-        return "dbt tests"
-    for word, section in RUNBOOK_SECTIONS:
-        if word in lowered:
-            return section
-    return "Data-quality checks"
-
-
-def first_line(text: str | None, limit: int = MAX_ERROR_CHARS) -> str:
-    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    line = lines[0] if lines else "no error message"
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def format_run_failure(
-    *,
-    run_id: str,
-    job_name: str,
-    tags: Mapping[str, str],
-    failed_steps: Mapping[str, str],
-    run_error: str | None,
-    ui_url: str,
-    not_materialized: list[str] | None = None,
-) -> Alert:
-    """The alert for a failed run: which job and partition, which steps and why, the link."""
-    partition = describe_partition(tags)
-    title = f"Run failed: {job_name}" + (f" [{partition}]" if partition else "")
-    lines = [f":red_circle: *expplatform — {title}*"]
-    if partition:
-        lines.append(f"Partition: {partition}")
-    if failed_steps:
-        lines.append(f"Failed steps ({len(failed_steps)}):")
-        lines.extend(f"• {step}: {first_line(msg)}" for step, msg in sorted(failed_steps.items()))
-    else:
-        lines.append(f"Error: {first_line(run_error)}")
-    if not_materialized:
-        shown = ", ".join(not_materialized[:MAX_LISTED_ASSETS])
-        more = len(not_materialized) - MAX_LISTED_ASSETS
-        lines.append(f"Not materialized: {shown}" + (f" (+{more} more)" if more > 0 else ""))
-    launched = tags.get("expplatform/launched_by") or tags.get("dagster/schedule_name")
-    if launched:
-        lines.append(f"Launched by: {launched}")
-    lines.append(f"Run: {run_url(ui_url, run_id)}")
-    lines.append(f"Runbook: {RUNBOOK} → {runbook_section(None)}")
-    return Alert(
-        kind="run_failure",
-        title=title,
-        text="\n".join(lines),
-        run_id=run_id,
-        partition=partition,
-        key=run_id,
-    )
-
-
-def format_check_failure(
-    *,
-    run_id: str,
-    job_name: str,
-    tags: Mapping[str, str],
-    asset: str,
-    check_name: str,
-    severity: str,
-    description: str | None,
-    metadata: Mapping[str, object],
-    partition: str | None,
-    ui_url: str,
-) -> Alert:
-    """The alert for one failed asset check (dbt test, Python check or freshness check)."""
-    partition = partition or describe_partition(tags)
-    section = runbook_section(check_name)
-    what = "Freshness missed" if section == "Freshness" else "Check failed"
-    title = f"{what} ({severity}): {asset} · {check_name}"
-    icon = ":red_circle:" if severity == "ERROR" else ":warning:"
-    lines = [f"{icon} *expplatform — {title}*", f"Asset: {asset}"]
-    if partition:
-        lines.append(f"Partition: {partition}")
-    if description:
-        lines.append(f"What: {first_line(description)}")
-    numbers = key_numbers(metadata)
-    if numbers:
-        lines.append("Numbers: " + ", ".join(numbers))
-    lines.append(f"Run: {run_url(ui_url, run_id)} ({job_name})")
-    lines.append(f"Runbook: {RUNBOOK} → {section}")
-    return Alert(
-        kind="check_failure",
-        title=title,
-        text="\n".join(lines),
-        run_id=run_id,
-        asset=asset,
-        check=check_name,
-        partition=partition,
-        severity=severity,
-        key=f"{run_id}:{asset}:{check_name}" + (f":{partition}" if partition else ""),
-    )
 
 
 # --- secrecy ------------------------------------------------------------------------------------
@@ -252,6 +85,8 @@ def secret_fragments(url: str | None) -> list[str]:
         for seg in parts.path.split("/")
         if len(seg) >= 6 and not (seg.isalpha() and seg.islower())
     )
+    # urllib3 percent-encodes what it sends (a space becomes %20): hide that spelling too
+    pieces.update(p.replace(" ", "%20") for p in list(pieces))
     return sorted((p for p in pieces if p and p != "/"), key=len, reverse=True)
 
 
@@ -262,16 +97,58 @@ def redact(text: str, url: str | None) -> str:
 
 
 def redacted(alert: Alert, url: str | None) -> Alert:
-    return replace(alert, text=redact(alert.text, url), title=redact(alert.title, url))
+    """The alert with every text field redacted (an error quoted in it could carry the URL)."""
+    if not url:
+        return alert
+    return replace(
+        alert,
+        title=redact(alert.title, url),
+        text=redact(alert.text, url),
+        details=redact(alert.details, url),
+        fields=tuple((label, redact(value, url)) for label, value in alert.fields),
+    )
+
+
+class _RedactWebhookUrls(logging.Filter):
+    """Redacts the webhook URLs this process posted to from urllib3's own log records."""
+
+    urls: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.urls:
+            message = record.getMessage()
+            clean = message
+            for url in self.urls:
+                clean = redact(clean, url)
+            if clean != message:
+                record.msg, record.args = clean, ()
+        return True
+
+
+_URL_FILTER = _RedactWebhookUrls()
+# A logger's filters apply to its own records only: install on each urllib3 module that logs.
+for _name in (
+    "urllib3.connectionpool",
+    "urllib3.util.retry",
+    "urllib3.poolmanager",
+    "urllib3.connection",
+    "urllib3.response",
+):
+    logging.getLogger(_name).addFilter(_URL_FILTER)
 
 
 def describe_error(exc: BaseException, url: str | None) -> str:
-    """A short, secret-free description of a delivery error (urllib may quote the URL)."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code}"
-    if isinstance(exc, urllib.error.URLError):
-        return redact(f"URLError: {exc.reason}", url)
-    return redact(f"{type(exc).__name__}: {exc}", url)
+    """A short, secret-free description of a delivery error (urllib3 quotes the URL)."""
+    reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
+    if isinstance(reason, ReadTimeoutError):
+        text = "read timed out (the message may have been posted; not retried)"
+    elif isinstance(reason, NewConnectionError):  # a subclass of ConnectTimeoutError
+        text = f"connection failed: {reason}"
+    elif isinstance(reason, ConnectTimeoutError):
+        text = "connection timed out"
+    else:
+        text = f"{type(reason).__name__}: {reason}"
+    return redact(text, url)
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -281,24 +158,53 @@ def webhook_url_from_env() -> str | None:
     return os.environ.get(WEBHOOK_ENV) or None
 
 
-def post_json(url: str, payload: Mapping[str, object], timeout: float) -> int:
-    """POST JSON; the HTTP status (urllib raises HTTPError for >= 400)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode("utf-8"),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+def webhook_retry(
+    attempts: int | None = None,
+    backoff_factor: float | None = None,
+    retry_after_max: int | None = None,
+) -> Retry:
+    """The retry policy of a webhook POST (see the module docstring); defaults: the constants."""
+    attempts = ATTEMPTS if attempts is None else attempts
+    backoff_factor = BACKOFF_FACTOR if backoff_factor is None else backoff_factor
+    retry_after_max = RETRY_AFTER_MAX if retry_after_max is None else retry_after_max
+    retries = attempts - 1
+    return Retry(
+        total=retries,
+        connect=retries,
+        status=retries,
+        read=0,
+        other=0,
+        redirect=0,
+        allowed_methods=frozenset({"POST"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff_factor,
+        respect_retry_after_header=True,
+        retry_after_max=retry_after_max,
+        raise_on_status=False,
+        raise_on_redirect=False,
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        response.read()
-        return response.status
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Server errors, rate limits and network trouble are worth another try; 4xx are not."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return exc.code >= 500 or exc.code == 429
-    return isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError, OSError))
+def post_json(
+    url: str,
+    payload: dict[str, object],
+    *,
+    retry: Retry | None = None,
+    timeout: Timeout | None = None,
+) -> tuple[int, int]:
+    """POST JSON with retries; (final HTTP status, requests made). Raises on connection errors."""
+    _URL_FILTER.urls.add(url)
+    response = _POOL.request(
+        "POST",
+        url,
+        body=json.dumps(payload).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        retries=retry if retry is not None else webhook_retry(),
+        timeout=timeout if timeout is not None else Timeout(CONNECT_TIMEOUT, READ_TIMEOUT),
+        redirect=False,
+    )
+    history = response.retries.history if response.retries is not None else ()
+    return response.status, len(history) + 1
 
 
 def append_alert_log(alert_log: Path, alert: Alert, *, webhook_error: str | None = None) -> None:
@@ -311,66 +217,63 @@ def append_alert_log(alert_log: Path, alert: Alert, *, webhook_error: str | None
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
+def _keep_in_log(
+    alert: Alert,
+    alert_log: Path,
+    result: DeliveryResult,
+    log: logging.Logger | logging.LoggerAdapter,
+    webhook_error: str | None = None,
+) -> DeliveryResult:
+    try:
+        append_alert_log(alert_log, alert, webhook_error=webhook_error)
+        result.logged = True
+    except OSError as exc:
+        log.error(f"alert {alert.title!r} could not be written to {alert_log}: {exc}")
+        if result.channel == "alert_log":
+            result.delivered, result.error = False, str(exc)
+    return result
+
+
 def deliver(
     alert: Alert,
     *,
     webhook_url: str | None,
     alert_log: Path,
-    attempts: int | None = None,
-    backoff_seconds: float | None = None,
-    timeout: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    retry: Retry | None = None,
+    timeout: Timeout | None = None,
     log: logging.Logger | logging.LoggerAdapter = logger,
 ) -> DeliveryResult:
-    """Send one alert; never raises. Retries with exponential backoff, falls back to the log."""
+    """Send one alert (one POST, retried by urllib3); never raises. Falls back to the alert log."""
     # An error message quoted in the alert must not carry the secret to the channel or the log.
     alert = redacted(alert, webhook_url)
-    attempts = ATTEMPTS if attempts is None else attempts
-    backoff_seconds = BACKOFF_SECONDS if backoff_seconds is None else backoff_seconds
-    timeout = TIMEOUT_SECONDS if timeout is None else timeout
     if not webhook_url:
-        try:
-            append_alert_log(alert_log, alert)
-        except OSError as exc:
-            log.error(f"alert {alert.title!r} could not be written to {alert_log}: {exc}")
-            return DeliveryResult(False, "alert_log", error=str(exc))
-        log.info(f"alert {alert.title!r} written to {alert_log} (no webhook configured)")
-        return DeliveryResult(True, "alert_log", logged=True)
+        result = _keep_in_log(alert, alert_log, DeliveryResult(True, "alert_log"), log)
+        if result.logged:
+            log.info(f"alert {alert.title!r} written to {alert_log} (no webhook configured)")
+        return result
 
-    error = None
-    attempt = 0
-    for attempt in range(1, attempts + 1):
-        try:
-            post_json(webhook_url, {"text": alert.text}, timeout)
-            log.info(f"alert {alert.title!r} sent to the team channel (attempt {attempt})")
-            return DeliveryResult(True, "webhook", attempts=attempt)
-        except Exception as exc:  # delivery must never crash the sensor
-            error = describe_error(exc, webhook_url)
-            if attempt < attempts and is_retryable(exc):
-                delay = backoff_seconds * 2 ** (attempt - 1)
-                log.warning(
-                    f"alert {alert.title!r}: webhook delivery failed ({error}), "
-                    f"retry {attempt}/{attempts - 1} in {delay:g}s"
-                )
-                sleep(delay)
-                continue
-            break
-    log.error(
-        f"alert {alert.title!r}: webhook delivery failed after {attempt} attempt(s) ({error}); "
-        f"kept in {alert_log}"
-    )
-    result = DeliveryResult(False, "webhook", attempts=attempt, error=error)
+    attempts: int | None = None
     try:
-        append_alert_log(alert_log, alert, webhook_error=error)
-        result.logged = True
-    except OSError as exc:
-        log.error(f"alert {alert.title!r} could not be written to {alert_log}: {exc}")
-    return result
+        status, attempts = post_json(
+            webhook_url, slack_payload(alert), retry=retry, timeout=timeout
+        )
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+    except Exception as exc:  # delivery must never crash the sensor
+        error = describe_error(exc, webhook_url)
+    if error is None:
+        log.info(f"alert {alert.title!r} sent to the team channel ({attempts} request(s))")
+        return DeliveryResult(True, "webhook", attempts=attempts)
+    tried = f"{attempts} request(s)" if attempts else "retries exhausted"
+    log.error(
+        f"alert {alert.title!r}: webhook delivery failed ({error}; {tried}); kept in {alert_log}"
+    )
+    result = DeliveryResult(False, "webhook", attempts=attempts, error=error)
+    return _keep_in_log(alert, alert_log, result, log, webhook_error=error)
 
 
 @dataclass
 class WebhookBreaker:
-    """After a delivery exhausted its retries, skip the webhook for a while (alerts go to the log).
+    """After a delivery failed, skip the webhook for a while (alerts go to the log).
 
     A dead or hanging webhook then costs one round of retries per cool-down,
     not one per alert: a sensor evaluation has a time limit, and an evaluation
@@ -390,7 +293,7 @@ class WebhookBreaker:
         self.open_until = 0.0
 
 
-#: Shared by the alert sensors of this process.
+#: Shared by the alert sensor's evaluations in this process (a cool-down, not alert state).
 BREAKER = WebhookBreaker()
 
 
@@ -409,13 +312,10 @@ def deliver_all(
     for alert in alerts:
         if webhook_url and breaker.is_open():
             note = "not sent: the webhook failed recently, retried after a cool-down"
-            try:
-                append_alert_log(alert_log, redacted(alert, webhook_url), webhook_error=note)
-                log.warning(f"alert {alert.title!r} kept in {alert_log} ({note})")
-                results.append(DeliveryResult(False, "webhook", error=note, logged=True))
-            except OSError as exc:
-                log.error(f"alert {alert.title!r} could not be written to {alert_log}: {exc}")
-                results.append(DeliveryResult(False, "webhook", error=note))
+            result = DeliveryResult(False, "webhook", attempts=0, error=note)
+            clean = redacted(alert, webhook_url)
+            results.append(_keep_in_log(clean, alert_log, result, log, webhook_error=note))
+            log.warning(f"alert {clean.title!r} kept in {alert_log} ({note})")
             continue
         result = deliver(alert, webhook_url=webhook_url, alert_log=alert_log, log=log, **kwargs)
         if webhook_url and result.delivered:

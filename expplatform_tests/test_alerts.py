@@ -324,6 +324,7 @@ def test_the_slack_body_is_block_kit_with_buttons_and_a_plain_text_fallback():
         ("exposure_volume_anomaly", "Volume anomaly"),
         ("late_events_beyond_lookback", "Late events"),
         ("freshness_check", "Freshness"),
+        ("landing_delivery", "Landing delivery"),
         (None, "Run failure"),
     ],
 )

@@ -5,6 +5,7 @@ All of them are on by default (the daemon of `dagster dev` runs them):
 - `materialize_all_daily` (schedules.py): 06:00 UTC, yesterday's partition;
 - `landing_zone_sensor` (landing_sensor.py): new or changed landing files → their partition;
 - `freshness_checks_sensor` (freshness.py): evaluates the 09:00 UTC freshness checks;
+- `landing_delivery_sensor` (freshness.py): did each daily source deliver yesterday's folder;
 - `alert_on_failures` (alert_sensors.py, alerts/): failures and recoveries to the team channel.
 """
 

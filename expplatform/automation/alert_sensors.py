@@ -9,11 +9,12 @@ ends, one message per retry chain.
 
 Why one plain sensor rather than Dagster's run-status sensors: the alert
 state must survive a restart, and a sensor's cursor is stored by Dagster in
-the instance with each tick (public API, PostgreSQL in production). Keeping
-the state in the same cursor as the position in the run history commits both
-together, so a restart can neither repeat nor lose a transition; and one
-sensor sees a check fail in run 1 and pass in run 2 in that order, where two
-sensors (failed runs, successful runs) could see them the other way round.
+the instance at the end of each tick (public API; schedule storage, PostgreSQL
+in production). Keeping the state in the same cursor as the position in the
+run history commits both together, so a restart between ticks can neither
+repeat nor lose a transition; and one sensor sees a check fail in run 1 and
+pass in run 2 in that order, where two sensors (failed runs, successful runs)
+could see them the other way round.
 
 The run history is the whole instance's: runs launched from the UI, the
 schedule and sensors, and by `expplatform materialize` (which executes in its

@@ -13,7 +13,7 @@ import os
 
 from dagster import DagsterInstance, Definitions, definitions, in_process_executor
 
-from expplatform.automation import alert_sensors, freshness_checks, freshness_checks_sensor
+from expplatform.automation import alert_sensors, freshness_checks, freshness_sensors
 from expplatform.automation.landing_sensor import build_landing_sensor
 from expplatform.automation.run_reaper import build_run_reaper
 from expplatform.automation.schedules import build_daily_schedule
@@ -54,7 +54,7 @@ def build_definitions(
         schedules=[build_daily_schedule(job)],
         sensors=[
             build_landing_sensor(job.name, registry, partitions_def),
-            freshness_checks_sensor,
+            *freshness_sensors,
             build_run_reaper(),
             *alert_sensors,
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,8 +25,17 @@ from dagster import (
 from expplatform.automation import freshness_checks, schedules, sensors
 from expplatform.automation.freshness import (
     DAILY_FRESHNESS_ASSETS,
+    LANDING_CHECK,
+    LANDING_SPECS,
     UNPARTITIONED_FRESHNESS_ASSETS,
+    DeliveryStatus,
+    dagster_freshness_checks,
+    daily_sources,
+    delivery_status,
+    expected_date,
     freshness_checks_sensor,
+    landing_delivery_sensor,
+    plan_landing_check,
 )
 from expplatform.automation.landing_sensor import (
     FileStat,
@@ -77,8 +87,8 @@ def test_every_sensor_is_on_by_default():
     assert names == {
         "landing_zone_sensor",
         "freshness_checks_sensor",
-        "alert_on_run_failure",
-        "alert_on_failed_checks",
+        "landing_delivery_sensor",
+        "alert_on_failures",
     }
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors)
 
@@ -188,6 +198,9 @@ def test_freshness_checks_cover_the_raw_and_mart_assets_and_have_a_sensor():
     assert keys == {
         AssetCheckKey(key, "freshness_check")
         for key in [*DAILY_FRESHNESS_ASSETS, *UNPARTITIONED_FRESHNESS_ASSETS]
+    } | {
+        AssetCheckKey(AssetKey(["raw", "partner_directpush_launchdarkly_events"]), LANDING_CHECK),
+        AssetCheckKey(AssetKey(["raw", "legacy_feature_flag_events"]), LANDING_CHECK),
     }
     assert {k.to_user_string() for k in DAILY_FRESHNESS_ASSETS} == {
         "raw/partner_directpush_launchdarkly_events",
@@ -198,8 +211,12 @@ def test_freshness_checks_cover_the_raw_and_mart_assets_and_have_a_sensor():
         "marts/mart_experiment_allocation_daily",
         "marts/mart_experiment_health_daily",
     }
-    assert freshness_checks_sensor in sensors
+    assert freshness_checks_sensor in sensors and landing_delivery_sensor in sensors
     assert freshness_checks_sensor.asset_selection is not None
+    # the landing checks are on the raw assets the ingestion defines (keys derived, not typed)
+    from expplatform.definitions import defs
+
+    assert {spec.asset_key for spec in LANDING_SPECS} <= set(defs.resolve_all_asset_keys())
 
 
 def test_freshness_checks_pass_only_for_the_expected_partition():
@@ -218,7 +235,7 @@ def test_freshness_checks_pass_only_for_the_expected_partition():
         instance.report_runless_asset_event(
             AssetMaterialization(AssetKey(["marts", "mart_experiment_health_daily"]))
         )
-        keys = {spec.key for checks in freshness_checks for spec in checks.check_specs}
+        keys = {spec.key for checks in dagster_freshness_checks for spec in checks.check_specs}
         job = defs.resolve_implicit_global_asset_job_def().get_subset(
             asset_check_selection=keys, asset_selection=set()
         )
@@ -235,3 +252,200 @@ def test_freshness_checks_pass_only_for_the_expected_partition():
         "marts/mart_experiment_health_daily": True,
         "marts/mart_experiment_allocation_daily": False,
     }
+
+
+# --- landing delivery and the alerts of freshness -----------------------------------------------
+
+
+def _deliveries(landing: Path, source: str, days: list[date], name: str = "part-0.csv") -> None:
+    for day in days:
+        write_text(landing / source / f"date={day.isoformat()}" / name, "x\n")
+
+
+def _span(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _statuses(landing: Path, now: datetime) -> dict[str, tuple]:
+    """source → (state, expected, last arrival, missing dates) at `now`."""
+    out = {}
+    for spec in daily_sources():
+        s = delivery_status(landing, spec, now)
+        out[s.source] = (s.state, s.expected, s.last_arrival, s.missing)
+    return out
+
+
+def test_landing_delivery_alerts_a_stopped_source_and_retires_it_after_a_week(landing):
+    d = date
+
+    def at(day: int, hour: int, minute: int = 0) -> datetime:
+        return datetime(2025, 12, day, hour, minute, tzinfo=UTC)
+
+    # legacy until 12-20 (the migration), its 12-21 file still in flight (a temporary name)
+    _deliveries(landing, "legacy", _span(d(2025, 12, 1), d(2025, 12, 20)))
+    _deliveries(landing, "legacy", [d(2025, 12, 21)], ".export.csv.tmp")
+    assert _statuses(landing, at(10, 10)) == {
+        "launchdarkly": ("never", d(2025, 12, 9), None, ()),  # not delivering yet: not watched
+        "legacy": ("delivered", d(2025, 12, 9), d(2025, 12, 20), ()),
+    }
+    # LaunchDarkly from 12-11 on
+    _deliveries(landing, "launchdarkly", _span(d(2025, 12, 11), d(2025, 12, 21)), "part-0.jsonl")
+    # 08:59 still expects the day before yesterday; 09:00 expects yesterday
+    assert _statuses(landing, at(22, 8, 59))["legacy"][0] == "delivered"
+    assert _statuses(landing, at(22, 9)) == {
+        "launchdarkly": ("delivered", d(2025, 12, 21), d(2025, 12, 21), ()),
+        "legacy": ("missing", d(2025, 12, 21), d(2025, 12, 20), (d(2025, 12, 21),)),
+    }
+    # seven silent days are still watched, the eighth is a retirement
+    week = tuple(_span(d(2025, 12, 21), d(2025, 12, 27)))
+    assert _statuses(landing, at(28, 9))["legacy"] == (
+        "missing",
+        d(2025, 12, 27),
+        d(2025, 12, 20),
+        week,
+    )
+    assert _statuses(landing, at(29, 9))["legacy"] == (
+        "retired",
+        d(2025, 12, 28),
+        d(2025, 12, 20),
+        (),
+    )
+    # a source that delivers today but skipped yesterday is missing yesterday
+    _deliveries(landing, "launchdarkly", [d(2025, 12, 23)], "part-0.jsonl")
+    assert _statuses(landing, at(23, 10))["launchdarkly"] == (
+        "missing",
+        d(2025, 12, 22),
+        d(2025, 12, 23),
+        (d(2025, 12, 22),),
+    )
+
+
+def test_the_landing_sensor_runs_the_check_once_a_day_and_when_a_verdict_changes():
+    def status(source: str, state: str, expected: date) -> DeliveryStatus:
+        return DeliveryStatus(source, source, expected, None, state)
+
+    day1, day2 = date(2025, 12, 21), date(2025, 12, 22)
+    run_key, cursor = plan_landing_check([status("a", "missing", day1)], None)
+    assert run_key == "landing-delivery-2025-12-21"
+    assert plan_landing_check([status("a", "missing", day1)], cursor)[0] is None
+    run_key, cursor = plan_landing_check([status("a", "delivered", day1)], cursor)  # a late file
+    assert run_key == "landing-delivery-2025-12-21-1"
+    run_key, cursor = plan_landing_check([status("a", "missing", day1)], cursor)  # and gone again
+    assert run_key == "landing-delivery-2025-12-21-2"
+    assert (
+        plan_landing_check([status("a", "missing", day2)], cursor)[0]
+        == "landing-delivery-2025-12-22"
+    )
+
+
+def _alert_log_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_landing_check_reads_only_the_landing_zone_and_alerts_once_per_stop(
+    tmp_path, landing, monkeypatch
+):
+    from expplatform.automation.alert_sensors import alert_on_failures
+    from expplatform.definitions import build_definitions
+    from expplatform_tests.e2e import make_settings
+
+    alert_log = tmp_path / "alerts.log"
+    monkeypatch.delenv("EXPPLATFORM_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("EXPPLATFORM_ALERT_LOG", str(alert_log))
+    monkeypatch.setenv("EXPPLATFORM_LANDING_DIR", str(landing))
+    e = expected_date(datetime.now(UTC))
+    _deliveries(landing, "launchdarkly", [e - timedelta(days=1), e], "part-0.jsonl")
+    _deliveries(landing, "legacy", [e - timedelta(days=3), e - timedelta(days=2)])
+    settings = make_settings(tmp_path, landing)
+    defs = build_definitions(settings)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={spec.key for spec in LANDING_SPECS}, asset_selection=set()
+    )
+
+    def tick(sensor, instance, cursor):
+        context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        return sensor.evaluate_tick(context)
+
+    with instance_for_test() as instance:
+        alerts_cursor = tick(alert_on_failures, instance, None).cursor
+        landing_tick = tick(landing_delivery_sensor, instance, None)
+        (request,) = landing_tick.run_requests
+        assert request.run_key == f"landing-delivery-{e}"
+        assert tick(landing_delivery_sensor, instance, landing_tick.cursor).run_requests == []
+        for _ in range(2):  # the check fails twice: one alert
+            result = job.execute_in_process(instance=instance)
+            alerts_cursor = tick(alert_on_failures, instance, alerts_cursor).cursor
+        verdicts = {
+            ev.asset_key.to_user_string(): ev.passed
+            for ev in (e.event_specific_data for e in result.all_events)
+            if type(ev).__name__ == "AssetCheckEvaluation"
+        }
+        assert verdicts == {
+            "raw/partner_directpush_launchdarkly_events": True,
+            "raw/legacy_feature_flag_events": False,
+        }
+        (missing,) = _alert_log_lines(alert_log)
+
+        _deliveries(landing, "legacy", [e])  # a late delivery: the sensor asks for a new check
+        (request,) = tick(landing_delivery_sensor, instance, landing_tick.cursor).run_requests
+        assert request.run_key == f"landing-delivery-{e}-1"
+        job.execute_in_process(instance=instance)
+        tick(alert_on_failures, instance, alerts_cursor)
+
+    assert not settings.duckdb_path.exists()  # the warehouse was never opened
+    _, back = _alert_log_lines(alert_log)
+    assert missing["title"] == (
+        "Landing delivery missing (ERROR): raw/legacy_feature_flag_events · landing_delivery"
+    )
+    e1, e2 = e - timedelta(days=1), e - timedelta(days=2)
+    assert (
+        f"What: legacy: no file has arrived for {e} by 09:00 UTC (last arrival {e2}; "
+        f"missing arrival dates: {e1}, {e})"
+    ) in missing["text"]
+    assert f"last_arrival_date={e2}" in missing["text"]
+    assert (
+        back["title"] == "Landing check passes: raw/legacy_feature_flag_events · landing_delivery"
+    )
+    assert f"Now: legacy: files for {e} arrived" in back["text"]
+
+
+def test_a_freshness_miss_names_the_missing_partitions_and_is_posted_once(tmp_path, monkeypatch):
+    from expplatform.automation.alert_sensors import alert_on_failures
+    from expplatform.definitions import defs
+
+    alert_log = tmp_path / "alerts.log"
+    monkeypatch.delenv("EXPPLATFORM_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("EXPPLATFORM_ALERT_LOG", str(alert_log))
+    e = expected_date(datetime.now(UTC))
+    legacy = AssetKey(["raw", "legacy_feature_flag_events"])
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={AssetCheckKey(legacy, "freshness_check")}, asset_selection=set()
+    )
+
+    def loaded(*days_before: int) -> None:
+        for n in days_before:
+            partition = (e - timedelta(days=n)).isoformat()
+            instance.report_runless_asset_event(AssetMaterialization(legacy, partition=partition))
+
+    def tick(cursor):
+        context = build_sensor_context(instance=instance, cursor=cursor)
+        return alert_on_failures.evaluate_tick(context).cursor
+
+    with instance_for_test() as instance:
+        cursor = tick(None)
+        loaded(2, 4, 9)  # 9 days before: outside the 7 days an alert looks at
+        for _ in range(2):  # missed twice (e.g. the sensor's run and a re-run): one alert
+            job.execute_in_process(instance=instance)
+            cursor = tick(cursor)
+        loaded(0)
+        job.execute_in_process(instance=instance)
+        tick(cursor)
+
+    miss, back = _alert_log_lines(alert_log)
+    assert (
+        miss["title"]
+        == "Freshness missed (ERROR): raw/legacy_feature_flag_events · freshness_check"
+    )
+    days = ", ".join(str(e - timedelta(days=n)) for n in (6, 5, 3, 1, 0))
+    assert f"Missing partitions: {days}" in miss["text"]
+    assert back["title"] == "Freshness back: raw/legacy_feature_flag_events · freshness_check"

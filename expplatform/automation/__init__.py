@@ -6,15 +6,17 @@ All of them are on by default (the daemon of `dagster dev` runs them):
 - `landing_zone_sensor` (landing_sensor.py): new or changed landing files and missed days →
   one run per contiguous range of arrival dates;
 - `freshness_checks_sensor` (freshness.py): evaluates the 09:00 UTC freshness checks;
-- `alert_on_run_failure`, `alert_on_failed_checks` (alert_sensors.py, alerts.py): the team channel.
+- `landing_delivery_sensor` (freshness.py): did each daily source deliver yesterday's folder;
+- `reap_dead_cli_runs` (run_reaper.py): runs of `expplatform materialize` whose process died;
+- `alert_on_failures` (alert_sensors.py, alerts/): failures and recoveries to the team channel.
 
-The sensors and the schedule are built by factories from the job and the registry
-(expplatform/definitions.py), so no module here imports the jobs.
+The landing sensor, the reaper and the schedule are built by factories from the job and the
+registry (expplatform/definitions.py), so no module here imports the jobs.
 """
 
 from __future__ import annotations
 
 from expplatform.automation.alert_sensors import alert_sensors
-from expplatform.automation.freshness import freshness_checks, freshness_checks_sensor
+from expplatform.automation.freshness import freshness_checks, freshness_sensors
 
-__all__ = ["alert_sensors", "freshness_checks", "freshness_checks_sensor"]
+__all__ = ["alert_sensors", "freshness_checks", "freshness_sensors"]

@@ -1,73 +1,153 @@
-"""The alert sensors: failed runs and failed asset checks to the team channel.
+"""The alert sensor: each finished run, once, against the alert state → the team channel.
 
-Dagster's run status sensors keep a cursor over run status events, so each
-finished run is handed to a sensor exactly once, whatever the number of ticks:
-that is what makes one alert per failure. Within a run, a check evaluated more
-than once (a retried step) is reported once, by its last evaluation.
+`alert_on_failures` reads the instance's run history (successes and failures,
+in the order they were stored) after its cursor. Each run becomes a
+:class:`RunOutcome` — its failed steps, its checks (last evaluation per check
+and partition), its place in a retry chain — which the alert state turns into
+messages (see alerts/state.py): a failure when it starts, a recovery when it
+ends, one message per retry chain.
 
-- `alert_on_run_failure`: the failed run (job, partition, failed steps and
-  their errors), then every failed check of that run (an ERROR dbt test fails
-  its step, so those runs have both);
-- `alert_on_failed_checks`: the failed checks of successful runs — WARN
-  checks, non-blocking ERROR checks, and missed freshness (the freshness
-  sensor's runs succeed with a failed check).
+Why one plain sensor rather than Dagster's run-status sensors: the alert
+state must survive a restart, and a sensor's cursor is stored by Dagster in
+the instance at the end of each tick (public API; schedule storage, PostgreSQL
+in production). Keeping the state in the same cursor as the position in the
+run history commits both together, so a restart between ticks can neither
+repeat nor lose a transition; and one sensor sees a check fail in run 1 and
+pass in run 2 in that order, where two sensors (failed runs, successful runs)
+could see them the other way round.
 
-Both watch every run of the instance, not only those launched from the code
-location: `expplatform materialize` executes in its own process, and its runs
-(the usual way to backfill) must alert too.
+The run history is the whole instance's: runs launched from the UI, the
+schedule and sensors, and by `expplatform materialize` (which executes in its
+own process) all alert.
 """
 
 from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
 
 from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
-    DagsterRunStatus,
     DefaultSensorStatus,
-    RunFailureSensorContext,
-    RunStatusSensorContext,
-    run_failure_sensor,
-    run_status_sensor,
+    RunStatusChangeRecordsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
 )
 
 from expplatform.automation.alerts import (
-    Alert,
+    AlertState,
+    CheckOutcome,
+    Links,
+    RunOutcome,
+    alert_for,
     deliver_all,
-    format_check_failure,
-    format_run_failure,
+    describe_partition,
     webhook_url_from_env,
 )
+from expplatform.automation.freshness import freshness_missing_partitions
 from expplatform.config import get_settings
 
+#: Dagster's run tags for retries (dagster/_core/storage/tags.py; read, not imported).
+ROOT_RUN_ID_TAG = "dagster/root_run_id"
+RETRY_NUMBER_TAG = "dagster/retry_number"
+WILL_RETRY_TAG = "dagster/will_retry"
+MAX_RETRIES_TAG = "dagster/max_retries"
 
-def failed_check_alerts(instance: DagsterInstance, run: DagsterRun, ui_url: str) -> list[Alert]:
-    """One alert per failed check of a run (last evaluation per check and partition wins)."""
-    latest = {}
-    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
-        if evaluation is None:
-            continue
-        latest[(evaluation.asset_key, evaluation.check_name, evaluation.partition)] = evaluation
-    alerts = []
-    for evaluation in latest.values():
-        if evaluation.passed:
-            continue
-        alerts.append(
-            format_check_failure(
-                run_id=run.run_id,
-                job_name=run.job_name,
-                tags=run.tags,
-                asset=evaluation.asset_key.to_user_string(),
-                check_name=evaluation.check_name,
-                severity=evaluation.severity.value,
-                description=evaluation.description,
-                metadata=evaluation.metadata,
-                partition=evaluation.partition,
-                ui_url=ui_url,
-            )
+#: Run-status events read per event type and tick.
+FETCH_LIMIT = 50
+#: No new run is taken after this many seconds of a tick: a sensor evaluation is cut at 60 s,
+#: and a cut evaluation keeps its old cursor (its alerts would be posted again).
+TICK_BUDGET_SECONDS = 30.0
+
+SEVERITY_RANK = {"WARN": 1, "ERROR": 2}
+
+
+# --- the run history ----------------------------------------------------------------------------
+
+
+def latest_status_event_id(instance: DagsterInstance) -> int:
+    """Storage id of the newest run success or failure (0 for an empty instance)."""
+    ids = [
+        record.storage_id
+        for event_type in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE)
+        for record in instance.fetch_run_status_changes(records_filter=event_type, limit=1).records
+    ]
+    return max(ids, default=0)
+
+
+def finished_runs_after(
+    instance: DagsterInstance, after: int, limit: int = FETCH_LIMIT
+) -> list[tuple[int, str, bool]]:
+    """(storage id, run id, succeeded) of the run successes and failures after `after`, in order.
+
+    Each type is read up to `limit`; when one batch is full, only events up to
+    its last id are returned, so no event of the other type is skipped.
+    """
+    batches = {}
+    for event_type in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
+        batches[event_type] = instance.fetch_run_status_changes(
+            records_filter=RunStatusChangeRecordsFilter(
+                event_type=event_type, after_storage_id=after
+            ),
+            ascending=True,
+            limit=limit,
+        ).records
+    full = [records[-1].storage_id for records in batches.values() if len(records) >= limit]
+    bound = min(full, default=None)
+    merged = sorted(
+        (
+            record.storage_id,
+            record.event_log_entry.run_id,
+            event_type == DagsterEventType.RUN_SUCCESS,
         )
-    return sorted(alerts, key=lambda a: a.key)
+        for event_type, records in batches.items()
+        for record in records
+    )
+    return [m for m in merged if bound is None or m[0] <= bound]
+
+
+# --- a run's outcome ----------------------------------------------------------------------------
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def root_cause_message(error) -> str:
+    """The innermost error of a step failure (Dagster wraps the user's exception in its own)."""
+    if error is None:
+        return "failed"
+    while error.cause is not None:
+        error = error.cause
+    return error.message
+
+
+def failed_steps(instance: DagsterInstance, run: DagsterRun) -> dict[str, str]:
+    """Failed step → its innermost error message."""
+    out = {}
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        error = event.step_failure_data.error if event.step_failure_data else None
+        out[event.step_key or "run"] = root_cause_message(error)
+    return out
+
+
+def run_error(instance: DagsterInstance, run: DagsterRun) -> str | None:
+    """The message of the run's failure event."""
+    entries = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    for entry in reversed(entries):
+        if entry.dagster_event is not None:
+            return entry.dagster_event.message
+    return None
 
 
 def unmaterialized_assets(instance: DagsterInstance, run: DagsterRun) -> list[str]:
@@ -90,64 +170,147 @@ def unmaterialized_assets(instance: DagsterInstance, run: DagsterRun) -> list[st
     return sorted(planned - done)
 
 
-def root_cause_message(error) -> str:
-    """The innermost error of a step failure (Dagster wraps the user's exception in its own)."""
-    if error is None:
-        return "failed"
-    while error.cause is not None:
-        error = error.cause
-    return error.message
+def check_outcomes(instance: DagsterInstance, run: DagsterRun) -> tuple[CheckOutcome, ...]:
+    """One outcome per check of the run: failed if its last evaluation of any partition failed.
+
+    A check evaluated more than once for a partition (a retried step) counts by
+    its last evaluation. A failed freshness check of a daily asset lists the
+    partitions that are missing.
+    """
+    latest = {}
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if evaluation is None:
+            continue
+        latest[(evaluation.asset_key, evaluation.check_name, evaluation.partition)] = evaluation
+    by_check = defaultdict(list)
+    for (asset_key, check_name, _), evaluation in latest.items():
+        by_check[(asset_key, check_name)].append(evaluation)
+
+    # an unpartitioned check judges the run's partition(s), and so do checks in a range run
+    run_partition = describe_partition(run.tags)
+    outcomes = []
+    for (asset_key, check_name), evaluations in by_check.items():
+        failed = [e for e in evaluations if not e.passed]
+        shown = failed or evaluations
+        worst = max(shown, key=lambda e: SEVERITY_RANK.get(e.severity.value, 0))
+        partitions = tuple(sorted({e.partition or run_partition for e in shown} - {None}))
+        if failed:
+            missing = freshness_missing_partitions(instance, asset_key, check_name, worst.metadata)
+            partitions = tuple(missing) if missing is not None else partitions
+        outcomes.append(
+            CheckOutcome(
+                asset=asset_key.to_user_string(),
+                check=check_name,
+                passed=not failed,
+                severity=worst.severity.value,
+                partitions=partitions,
+                description=worst.description,
+                metadata=worst.metadata,
+            )
+        )
+    return tuple(sorted(outcomes, key=lambda c: (c.asset, c.check)))
 
 
-def _send(context: RunStatusSensorContext, alerts: list[Alert]) -> None:
-    settings = get_settings()
-    results = deliver_all(
-        alerts, webhook_url=webhook_url_from_env(), alert_log=settings.alert_log, log=context.log
+def run_outcome(instance: DagsterInstance, run: DagsterRun, succeeded: bool) -> RunOutcome:
+    """What a finished run tells the alerts (its retry chain from Dagster's run tags)."""
+    tags = dict(run.tags)
+    retry_number = _int(tags.get(RETRY_NUMBER_TAG))
+    # Dagster tags every failed run will_retry=true when run retries are on, but the daemon
+    # can only re-launch runs it can find again: a run executed in its own process
+    # (`expplatform materialize`, execute_in_process) has no job origin and is never retried.
+    will_retry = (
+        not succeeded and tags.get(WILL_RETRY_TAG) == "true" and run.remote_job_origin is not None
     )
-    sent = sum(r.delivered for r in results)
-    context.log.info(f"run {context.dagster_run.run_id}: {sent}/{len(alerts)} alert(s) delivered")
-
-
-@run_failure_sensor(
-    name="alert_on_run_failure",
-    minimum_interval_seconds=30,
-    monitor_all_code_locations=True,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Posts each failed run (and its failed checks) to the team channel "
-    "(EXPPLATFORM_ALERT_WEBHOOK_URL, else the local alert log).",
-)
-def alert_on_run_failure(context: RunFailureSensorContext) -> None:
-    run = context.dagster_run
-    ui_url = get_settings().ui_url
-    failed_steps = {}
-    for event in context.get_step_failure_events():
-        error = event.step_failure_data.error if event.step_failure_data else None
-        failed_steps[event.step_key or "run"] = root_cause_message(error)
-    alert = format_run_failure(
+    retries_left = 0
+    if will_retry:
+        default_max = getattr(instance, "run_retries_max_retries", 0) or 0
+        max_retries = _int(tags.get(MAX_RETRIES_TAG), default_max)
+        retries_left = max(max_retries - retry_number, 1)
+    return RunOutcome(
         run_id=run.run_id,
         job_name=run.job_name,
-        tags=run.tags,
-        failed_steps=failed_steps,
-        run_error=context.failure_event.message,
-        not_materialized=unmaterialized_assets(context.instance, run),
-        ui_url=ui_url,
+        succeeded=succeeded,
+        tags=tags,
+        chain_id=tags.get(ROOT_RUN_ID_TAG) or run.root_run_id or run.run_id,
+        retry_number=retry_number,
+        will_retry=will_retry,
+        retries_left=retries_left,
+        failed_steps={} if succeeded else failed_steps(instance, run),
+        error=None if succeeded else run_error(instance, run),
+        not_materialized=() if succeeded else tuple(unmaterialized_assets(instance, run)),
+        checks=check_outcomes(instance, run),
     )
-    _send(context, [alert, *failed_check_alerts(context.instance, run, ui_url)])
 
 
-@run_status_sensor(
-    run_status=DagsterRunStatus.SUCCESS,
-    name="alert_on_failed_checks",
+# --- the sensor ---------------------------------------------------------------------------------
+
+
+def evaluate_alerts(
+    context: SensorEvaluationContext, budget_seconds: float = TICK_BUDGET_SECONDS
+) -> SkipReason:
+    """One tick: every run finished since the cursor, in order; the cursor carries the state."""
+    instance = context.instance
+    state = AlertState.from_cursor(context.cursor)
+    if state.after is None:
+        # First tick (or a cursor reset in the UI): runs that finished before are not alerted.
+        state.after = latest_status_event_id(instance)
+        context.update_cursor(state.to_cursor())
+        return SkipReason(f"started: runs finishing after event {state.after} will be alerted")
+
+    settings = get_settings()
+    links = Links(settings.ui_url, settings.pages_url)
+    webhook_url = webhook_url_from_env()
+    started = time.monotonic()
+    handled = sent = 0
+    for storage_id, run_id, succeeded in finished_runs_after(instance, state.after):
+        if time.monotonic() - started > budget_seconds:
+            context.log.warning(f"time budget used after {handled} run(s); the rest next tick")
+            break
+        run = instance.get_run_by_id(run_id)
+        if run is not None:
+            try:
+                outcome = run_outcome(instance, run, succeeded)
+                transitions = state.record(outcome, datetime.now(UTC))
+                alerts = [alert_for(t, links) for t in transitions]
+            except Exception:  # one unreadable run must not stop the alerts of the others
+                context.log.exception(f"run {run_id}: could not build its alerts; skipped")
+                alerts = []
+            if alerts:
+                results = deliver_all(
+                    alerts, webhook_url=webhook_url, alert_log=settings.alert_log, log=context.log
+                )
+                sent += sum(r.delivered for r in results)
+        state.after = storage_id
+        handled += 1
+    for chain_id in state.expire(datetime.now(UTC)):
+        context.log.info(f"run chain {chain_id}: open failure older than 7 days forgotten")
+    context.update_cursor(state.to_cursor())
+    return SkipReason(
+        f"{handled} finished run(s) handled, {sent} alert(s) delivered; "
+        f"open: {len(state.checks)} failing check(s), {len(state.chains)} failed run chain(s)"
+    )
+
+
+@sensor(
+    name="alert_on_failures",
     minimum_interval_seconds=30,
-    monitor_all_code_locations=True,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Posts every failed asset check (dbt tests, Python checks, freshness) of a "
-    "successful run to the team channel.",
+    description="Posts failed runs (once per retry chain) and checks that start failing, and "
+    "their recoveries, to the team channel (EXPPLATFORM_ALERT_WEBHOOK_URL, else the local alert "
+    "log). The cursor holds the open failures.",
 )
-def alert_on_failed_checks(context: RunStatusSensorContext) -> None:
-    alerts = failed_check_alerts(context.instance, context.dagster_run, get_settings().ui_url)
-    if alerts:
-        _send(context, alerts)
+def alert_on_failures(context: SensorEvaluationContext) -> SkipReason:
+    return evaluate_alerts(context)
 
 
-alert_sensors = [alert_on_run_failure, alert_on_failed_checks]
+alert_sensors = [alert_on_failures]
+
+__all__ = [
+    "alert_on_failures",
+    "alert_sensors",
+    "check_outcomes",
+    "evaluate_alerts",
+    "finished_runs_after",
+    "run_outcome",
+]

@@ -52,7 +52,7 @@ class Source:
     #: Flag sources only: the column of seeds/experiments.csv with this source's flag keys.
     flag_key_column: str | None = None
     #: Parser options, e.g. the JSON paths of a generic JSONL source's fields.
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def is_flag_source(self) -> bool:

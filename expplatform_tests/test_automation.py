@@ -13,16 +13,15 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     DagsterEventType,
+    DailyPartitionsDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    RunRequest,
-    SkipReason,
     build_schedule_context,
     build_sensor_context,
     instance_for_test,
 )
 
-from expplatform.automation import freshness_checks, schedules, sensors
+from expplatform.automation import freshness_checks, freshness_sensors
 from expplatform.automation.freshness import (
     DAILY_FRESHNESS_ASSETS,
     LANDING_CHECK,
@@ -37,13 +36,11 @@ from expplatform.automation.freshness import (
     landing_delivery_sensor,
     plan_landing_check,
 )
-from expplatform.automation.landing_sensor import (
-    FileStat,
-    landing_zone_sensor,
-    plan_landing_runs,
-)
-from expplatform.automation.schedules import last_complete_partition, materialize_all_daily
-from expplatform.jobs import materialize_all_job
+from expplatform.automation.landing_sensor import CATCH_UP_TAG, FileStat, plan_landing_runs
+from expplatform.automation.schedules import last_complete_partition
+from expplatform.catalog import FCT_EXPOSURES_DAILY_KEY as FCT
+from expplatform.jobs import MATERIALIZE_ALL
+from expplatform.partitions import build_daily_partitions
 from expplatform_tests.conftest import ld_line, write_text
 
 LD = "launchdarkly/date={}/part-{}.jsonl"
@@ -54,6 +51,13 @@ LEGACY_CSV = "id,user,timestamp,key,variation_name,value\nlg-1,u-1,2025-12-02T10
 # --- schedule -----------------------------------------------------------------------------------
 
 
+def _defs(tmp_path: Path, landing: Path):
+    from expplatform.definitions import build_definitions
+    from expplatform_tests.e2e import make_settings
+
+    return build_definitions(make_settings(tmp_path, landing))
+
+
 @pytest.mark.parametrize(
     ("tick", "partition"),
     [
@@ -61,33 +65,32 @@ LEGACY_CSV = "id,user,timestamp,key,variation_name,value\nlg-1,u-1,2025-12-02T10
         (datetime(2026, 1, 1, 6, 0, tzinfo=UTC), "2025-12-31"),  # across the year
     ],
 )
-def test_schedule_materializes_yesterday(tick, partition):
-    result = materialize_all_daily(build_schedule_context(scheduled_execution_time=tick))
-    assert isinstance(result, RunRequest)
-    assert result.partition_key == partition
-    assert result.run_key == f"daily-{partition}"
+def test_schedule_materializes_yesterday(tmp_path, landing, tick, partition):
+    schedule = _defs(tmp_path, landing).get_schedule_def("materialize_all_daily")
+    data = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=tick))
+    [request] = data.run_requests
+    assert request.partition_key == partition
+    assert request.tags["expplatform/launched_by"] == "schedule"
 
 
-def test_schedule_skips_before_the_first_partition_is_complete():
-    tick = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)  # 2025-12-01 is not over yet
-    result = materialize_all_daily(build_schedule_context(scheduled_execution_time=tick))
-    assert isinstance(result, SkipReason)
+def test_schedule_is_daily_at_six_utc_for_the_whole_graph_and_on_by_default(tmp_path, landing):
+    defs = _defs(tmp_path, landing)
+    [schedule] = defs.schedules
+    schedule = defs.resolve_schedule_def(schedule.name)
+    assert schedule.name == "materialize_all_daily"
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == MATERIALIZE_ALL
+    assert schedule.default_status == DefaultScheduleStatus.RUNNING
 
 
-def test_schedule_is_daily_at_six_utc_for_the_whole_graph_and_on_by_default():
-    assert schedules == [materialize_all_daily]
-    assert materialize_all_daily.cron_schedule == "0 6 * * *"
-    assert materialize_all_daily.execution_timezone == "UTC"
-    assert materialize_all_daily.job_name == materialize_all_job.name
-    assert materialize_all_daily.default_status == DefaultScheduleStatus.RUNNING
-
-
-def test_every_sensor_is_on_by_default():
-    names = {s.name for s in sensors}
-    assert names == {
+def test_every_sensor_is_on_by_default(tmp_path, landing):
+    sensors = _defs(tmp_path, landing).sensors
+    assert {s.name for s in sensors} == {
         "landing_zone_sensor",
         "freshness_checks_sensor",
         "landing_delivery_sensor",
+        "reap_dead_cli_runs",
         "alert_on_failures",
     }
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors)
@@ -103,91 +106,147 @@ def _touch(landing: Path, rel: str, text: str, mtime: int | None = None) -> Path
     return path
 
 
-def _tick(instance, cursor):
-    from expplatform.definitions import defs
-
-    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    data = landing_zone_sensor.evaluate_tick(context)
-    return {r.partition_key: r for r in data.run_requests}, data.cursor
-
-
-def test_landing_sensor_requests_changed_partitions_once(landing, monkeypatch):
-    monkeypatch.setenv("EXPPLATFORM_LANDING_DIR", str(landing))
-    line = ld_line("ld-1", "u-1", 1764669600000) + "\n"
-    _touch(landing, LD.format("2025-12-02", 0), line)
-    _touch(landing, LD.format("2025-12-03", 0), line)
-    _touch(landing, LEGACY.format("2025-12-03"), LEGACY_CSV)
-    _touch(landing, "legacy/date=2025-12-03/.export-2.csv.tmp", "in flight")  # ignored
-    _touch(landing, LD.format("2025-11-30", 0), line)  # before EXPPLATFORM_START_DATE
-    _touch(landing, LD.format("2999-01-01", 0), line)  # not a partition yet
-    latest = last_complete_partition(datetime.now(UTC))
-
-    with instance_for_test() as instance:
-        # 12-02 was loaded after its file landed (e.g. by `make run`): the first tick skips it.
-        instance.report_runless_asset_event(
-            AssetMaterialization(
-                AssetKey(["raw", "partner_directpush_launchdarkly_events"]), partition="2025-12-02"
-            )
-        )
-        requests, cursor = _tick(instance, None)
-        # one request per partition, however many of its folders changed
-        assert set(requests) == {"2025-12-03"}
-        assert requests["2025-12-03"].run_key.startswith("landing-2025-12-03-")
-        assert (
-            "legacy/date=2025-12-03/export.csv"
-            in requests["2025-12-03"].tags["expplatform/landing_changes"]
-        )
-
-        requests, cursor = _tick(instance, cursor)
-        assert requests == {}, "nothing changed: nothing requested twice"
-
-        # a re-delivery into an old folder
-        _touch(landing, LD.format("2025-12-02", 1), line)
-        requests, cursor = _tick(instance, cursor)
-        assert set(requests) == {"2025-12-02"}
-        first_key = requests["2025-12-02"].run_key
-        assert _tick(instance, cursor)[0] == {}
-
-        # a rewritten file (same name, new size and mtime) requests the partition again
-        _touch(landing, LD.format("2025-12-02", 1), line * 2, mtime=1_900_000_000)
-        requests, cursor = _tick(instance, cursor)
-        assert set(requests) == {"2025-12-02"}
-        assert requests["2025-12-02"].run_key != first_key
-
-        # a new users snapshot requests the latest partition (its run reloads users)
-        _touch(
-            landing, "users/users_2025-12-05.csv", "user_id,created_at,country,is_test_account\n"
-        )
-        requests, cursor = _tick(instance, cursor)
-        assert set(requests) == {latest}
-
-        # deleting a file requests nothing (a retention job must not wipe a partition)
-        (landing / LD.format("2025-12-03", 0)).unlink()
-        assert _tick(instance, cursor)[0] == {}
+def _tick(defs, instance, cursor):
+    sensor = defs.resolve_sensor_def("landing_zone_sensor")
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    )
+    data = sensor.evaluate_tick(context)
+    ranges = {
+        (
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+        ): r
+        for r in data.run_requests
+    }
+    return ranges, data.cursor
 
 
-def test_landing_plan_skips_partitions_outside_the_definition_and_keys_are_deterministic():
+def _built(instance, *days: str) -> None:
+    """Record that the daily fact of these arrival dates was built (now)."""
+    for day in days:
+        instance.report_runless_asset_event(AssetMaterialization(FCT, partition=day))
+
+
+def test_plan_turns_changed_dates_into_contiguous_ranges_and_skips_what_is_not_a_partition():
     stat = FileStat(10, 1)
     snapshot = {
-        "launchdarkly/date=2025-11-30": {"a.jsonl": stat},
-        "launchdarkly/date=2025-12-09": {"a.jsonl": stat},
-        "legacy/date=2025-12-09": {"b.csv": stat},
-        "launchdarkly/date=2025-12-10": {"a.jsonl": stat},  # "today"
-        "subscriptions": {"changes.csv": stat},
+        "launchdarkly/date=2025-11-30": {"a.jsonl": stat},  # before the first partition
+        "launchdarkly/date=2025-12-02": {"a.jsonl": stat},
+        "legacy/date=2025-12-03": {"b.csv": stat},
+        "launchdarkly/date=2025-12-04": {"a.jsonl": stat},
+        "launchdarkly/date=2025-12-07": {"a.jsonl": stat},
+        "launchdarkly/date=2025-12-10": {"a.jsonl": stat},  # "today": not complete yet
+        "subscriptions": {"changes.csv": stat},  # joins the latest partition, 12-09
     }
-    args = dict(first_partition=date(2025, 12, 1), last_partition=date(2025, 12, 9))
-    plan = plan_landing_runs({}, snapshot, **args)
-    assert set(plan.requests) == {"2025-12-09"}  # subscriptions join the latest partition
-    assert len(plan.requests["2025-12-09"]) == 3
+    plan = plan_landing_runs({}, snapshot, date(2025, 12, 1), date(2025, 12, 9))
+    assert plan.ranges() == [
+        (date(2025, 12, 2), date(2025, 12, 4)),
+        (date(2025, 12, 7), date(2025, 12, 7)),
+        (date(2025, 12, 9), date(2025, 12, 9)),
+    ]
     assert sorted(s.split(":")[0] for s in plan.skipped) == [
         "launchdarkly/date=2025-11-30",
         "launchdarkly/date=2025-12-10",
     ]
     # skipped folders stay out of the cursor: today's files are requested once today is a partition
     assert "launchdarkly/date=2025-12-10" not in plan.state
-    assert plan_landing_runs({}, snapshot, **args).run_keys == plan.run_keys
     later = plan_landing_runs(plan.state, snapshot, date(2025, 12, 1), date(2025, 12, 10))
-    assert set(later.requests) == {"2025-12-10"}
+    assert later.ranges() == [(date(2025, 12, 10), date(2025, 12, 10))]
+    # nothing new: nothing requested; a catch-up date joins the ranges
+    again = plan_landing_runs(
+        later.state, snapshot, date(2025, 12, 1), date(2025, 12, 10),
+        catch_up={date(2025, 12, 5): "catch-up: never built"},
+    )  # fmt: skip
+    assert again.ranges() == [(date(2025, 12, 5), date(2025, 12, 5))]
+
+
+def test_landing_sensor_one_run_per_range_once_then_redeliveries(tmp_path, landing):
+    line = ld_line("ld-1", "u-1", 1764669600000) + "\n"
+    for day in ("2025-12-02", "2025-12-03", "2025-12-04", "2025-12-06"):
+        _touch(landing, LD.format(day, 0), line)
+    _touch(landing, LEGACY.format("2025-12-03"), LEGACY_CSV)
+    _touch(landing, "legacy/date=2025-12-03/.export-2.csv.tmp", "in flight")  # ignored
+    _touch(landing, LD.format("2999-01-01", 0), line)  # not a partition yet
+    defs = _defs(tmp_path, landing)
+    partitions = defs.resolve_job_def(MATERIALIZE_ALL).partitions_def
+    latest = last_complete_partition(partitions, datetime.now(UTC))
+    with instance_for_test() as instance:
+        # 12-02 and 12-03 were built after their files landed (e.g. by `make run`)
+        _built(instance, "2025-12-02", "2025-12-03")
+        ranges, cursor = _tick(defs, instance, None)
+        # the first tick catches up the days never built: one run per contiguous range
+        assert set(ranges) == {("2025-12-04", "2025-12-04"), ("2025-12-06", "2025-12-06")}
+        assert ranges[("2025-12-04", "2025-12-04")].tags["expplatform/catch_up"] == "true"
+        assert ranges[("2025-12-04", "2025-12-04")].run_key.startswith("landing-2025-12-04-")
+        _built(instance, "2025-12-04", "2025-12-06")
+        assert _tick(defs, instance, cursor)[0] == {}, "nothing changed: nothing requested twice"
+
+        # four arrival folders and a re-delivery into an old folder land at once: two runs
+        for day in ("2025-12-07", "2025-12-08", "2025-12-09", "2025-12-10"):
+            _touch(landing, LD.format(day, 0), line)
+        _touch(landing, LD.format("2025-12-02", 1), line)
+        ranges, cursor = _tick(defs, instance, cursor)
+        assert set(ranges) == {("2025-12-02", "2025-12-02"), ("2025-12-07", "2025-12-10")}
+        changes = ranges[("2025-12-07", "2025-12-10")].tags["expplatform/landing_changes"]
+        assert "launchdarkly/date=2025-12-07/part-0.jsonl" in changes
+        assert CATCH_UP_TAG not in ranges[("2025-12-02", "2025-12-02")].tags
+        _built(instance, "2025-12-02", "2025-12-07", "2025-12-08", "2025-12-09", "2025-12-10")
+        assert _tick(defs, instance, cursor)[0] == {}
+
+        # a rewritten file (same name, new size and mtime) requests its partition again
+        _touch(landing, LD.format("2025-12-02", 1), line * 2)
+        ranges, cursor = _tick(defs, instance, cursor)
+        assert set(ranges) == {("2025-12-02", "2025-12-02")}
+        _built(instance, "2025-12-02")
+
+        # a new users snapshot requests the latest partition (its run reloads users)
+        _touch(
+            landing, "users/users_2025-12-05.csv", "user_id,created_at,country,is_test_account\n"
+        )
+        ranges, cursor = _tick(defs, instance, cursor)
+        assert set(ranges) == {(latest, latest)}
+
+        # deleting a file requests nothing (a retention job must not wipe a partition)
+        (landing / LD.format("2025-12-03", 0)).unlink()
+        assert _tick(defs, instance, cursor)[0] == {}
+
+
+def _fail_run_for(instance, day: str) -> str:
+    """A failed run of `materialize_all` that planned the daily fact of `day`."""
+    from dagster import Definitions, asset, define_asset_job
+
+    partitions = DailyPartitionsDefinition(start_date="2025-12-01", timezone="UTC")
+
+    @asset(key=FCT, partitions_def=partitions)
+    def fails() -> None:
+        raise RuntimeError("the warehouse disk is full")
+
+    job = define_asset_job(MATERIALIZE_ALL, partitions_def=partitions)
+    result = (
+        Definitions(assets=[fails], jobs=[job])
+        .resolve_job_def(MATERIALIZE_ALL)
+        .execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+    )
+    assert not result.success
+    return result.run_id
+
+
+def test_landing_sensor_catches_up_a_failed_day_once(tmp_path, landing):
+    line = ld_line("ld-1", "u-1", 1764669600000) + "\n"
+    _touch(landing, LD.format("2025-12-02", 0), line)
+    defs = _defs(tmp_path, landing)
+    with instance_for_test() as instance:
+        _built(instance, "2025-12-02")
+        _, cursor = _tick(defs, instance, None)
+        _fail_run_for(instance, "2025-12-02")  # its retries failed too
+        ranges, cursor = _tick(defs, instance, cursor)
+        assert set(ranges) == {("2025-12-02", "2025-12-02")}
+        assert "failed" in ranges[("2025-12-02", "2025-12-02")].tags["expplatform/landing_changes"]
+        assert _tick(defs, instance, cursor)[0] == {}, "one catch-up per failure"
+        # the catch-up run fails as well: a person decides (the freshness alert names the day)
+        _fail_run_for(instance, "2025-12-02")
+        assert _tick(defs, instance, cursor)[0] != {}  # a new failure: caught up once more
 
 
 # --- freshness ----------------------------------------------------------------------------------
@@ -211,24 +270,31 @@ def test_freshness_checks_cover_the_raw_and_mart_assets_and_have_a_sensor():
         "marts/mart_experiment_allocation_daily",
         "marts/mart_experiment_health_daily",
     }
-    assert freshness_checks_sensor in sensors and landing_delivery_sensor in sensors
+    assert (
+        freshness_checks_sensor in freshness_sensors
+        and landing_delivery_sensor in freshness_sensors
+    )
     assert freshness_checks_sensor.asset_selection is not None
     # the landing checks are on the raw assets the ingestion defines (keys derived, not typed)
-    from expplatform.definitions import defs
+    from expplatform.definitions import build_definitions
+
+    defs = build_definitions()
 
     assert {spec.asset_key for spec in LANDING_SPECS} <= set(defs.resolve_all_asset_keys())
 
 
 def test_freshness_checks_pass_only_for_the_expected_partition():
     """Run the real checks (a check-only run, no warehouse) after faking two loads."""
-    from expplatform.definitions import defs
+    from expplatform.definitions import build_definitions
+
+    defs = build_definitions()
 
     now = datetime.now(UTC)
     # the last 09:00 UTC deadline that passed (yesterday's before 09:00) → the partition it expects
     deadline = now.replace(hour=9, minute=0, second=0, microsecond=0)
     if deadline > now:
         deadline -= timedelta(days=1)
-    expected = last_complete_partition(deadline)
+    expected = last_complete_partition(build_daily_partitions(date(2025, 12, 1)), deadline)
     with instance_for_test() as instance:
         fresh = AssetKey(["raw", "legacy_feature_flag_events"])
         instance.report_runless_asset_event(AssetMaterialization(fresh, partition=expected))
@@ -411,7 +477,9 @@ def test_landing_check_reads_only_the_landing_zone_and_alerts_once_per_stop(
 
 def test_a_freshness_miss_names_the_missing_partitions_and_is_posted_once(tmp_path, monkeypatch):
     from expplatform.automation.alert_sensors import alert_on_failures
-    from expplatform.definitions import defs
+    from expplatform.definitions import build_definitions
+
+    defs = build_definitions()
 
     alert_log = tmp_path / "alerts.log"
     monkeypatch.delenv("EXPPLATFORM_ALERT_WEBHOOK_URL", raising=False)

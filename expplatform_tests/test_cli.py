@@ -37,7 +37,8 @@ def test_format_rows_table_csv_json():
 
 @pytest.mark.slow
 def test_report_by_variation_and_by_tier(built):
-    env = {"EXPPLATFORM_DUCKDB_PATH": str(built.duckdb_path)}
+    # readers read the serving copy the run published, never the warehouse
+    env = {"EXPPLATFORM_SERVING_PATH": str(built.serving), "EXPPLATFORM_DUCKDB_PATH": "/nowhere"}
     by_variation = run_cli("report", "--experiment", "vault-launch", "--format", "json", env=env)
     assert by_variation.returncode == 0, by_variation.stderr
     rows = json.loads(by_variation.stdout)
@@ -46,7 +47,7 @@ def test_report_by_variation_and_by_tier(built):
     day2 = {r["variation_name"]: r for r in rows if r["date"] == "2025-12-02"}
     assert (day2["control"]["cumulative_users"], day2["control"]["active_users"]) == (3, 2)
     assert (day2["treatment"]["new_users"], day2["treatment"]["cumulative_users"]) == (2, 4)
-    assert "ms)" in by_variation.stderr
+    assert f"ms from {built.serving})" in by_variation.stderr
 
     by_tier = run_cli(
         "report", "--experiment", "vault-launch", "--by", "tier", "--start", "2025-12-03",
@@ -64,12 +65,14 @@ def test_report_by_variation_and_by_tier(built):
 
 def test_errors_say_what_to_do(tmp_path: Path, capsys):
     missing = tmp_path / "nowhere.duckdb"
-    os.environ["EXPPLATFORM_DUCKDB_PATH"] = str(missing)
+    os.environ["EXPPLATFORM_SERVING_PATH"] = str(missing)
     try:
         assert main(["report", "--experiment", "vault-launch"]) == 2
-        assert "run `expplatform materialize`" in capsys.readouterr().err
+        error = capsys.readouterr().err
+        assert f"the serving copy {missing} does not exist yet" in error
+        assert "run `expplatform materialize`" in error
     finally:
-        del os.environ["EXPPLATFORM_DUCKDB_PATH"]
+        del os.environ["EXPPLATFORM_SERVING_PATH"]
 
     bad_date = run_cli("report", "--experiment", "x", "--start", "2025-13-01")
     assert bad_date.returncode == 2

@@ -1,11 +1,21 @@
-"""The Definitions load and are wired as the platform promises (pools, partitions, groups)."""
+"""The Definitions load and are wired as the platform promises (pools, partitions, groups), every
+module imports on its own without side effects, and Dagster refuses an instance without limits."""
 
 from __future__ import annotations
 
-from dagster import AssetKey, BackfillPolicy
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 
-from expplatform.config import DUCKDB_POOL
-from expplatform.definitions import defs
+import pytest
+from dagster import AssetKey, BackfillPolicy, DagsterInstance
+
+import expplatform
+from expplatform.config import DUCKDB_POOL, PROJECT_ROOT, SHIPPED_DAGSTER_YAML, ConfigError
+from expplatform.definitions import build_definitions
+from expplatform.instance import check_instance, settings_problems
 
 DAILY = {
     AssetKey(["raw", "partner_directpush_launchdarkly_events"]),
@@ -27,13 +37,18 @@ CONTRACT_MARTS = {
 }
 
 
-def test_every_contract_table_is_an_asset_in_group_marts():
+@pytest.fixture(scope="module")
+def defs():
+    return build_definitions()
+
+
+def test_every_contract_table_is_an_asset_in_group_marts(defs):
     graph = defs.resolve_asset_graph()
     marts = {k.path[-1] for k in graph.get_all_asset_keys() if graph.get(k).group_name == "marts"}
     assert CONTRACT_MARTS <= marts
 
 
-def test_daily_assets_are_partitioned_with_single_run_backfills():
+def test_daily_assets_are_partitioned_with_single_run_backfills(defs):
     graph = defs.resolve_asset_graph()
     partitioned = {k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def}
     assert partitioned == DAILY
@@ -42,18 +57,33 @@ def test_daily_assets_are_partitioned_with_single_run_backfills():
         assert policy == BackfillPolicy.single_run()
 
 
-def test_every_warehouse_step_is_in_the_duckdb_pool():
+def test_every_warehouse_step_is_in_the_duckdb_pool_except_in_cli_runs(defs):
     ops = [assets_def.op for assets_def in defs.assets]
     assert ops and all(op.pool == DUCKDB_POOL for op in ops), [op.name for op in ops]
+    # `expplatform materialize` queues at the run level itself (expplatform/cli/materialize.py)
+    cli_ops = [assets_def.op for assets_def in build_definitions(step_pools=False).assets]
+    assert cli_ops and all(op.pool is None for op in cli_ops)
 
 
-def test_groups_are_the_layers():
+def test_one_dbt_step_and_one_step_per_source(defs):
+    job = defs.resolve_job_def("materialize_all")
+    assert sorted(job.graph.node_dict) == [
+        "dbt_models",
+        "publish_serving_copy",
+        "raw__legacy_feature_flag_events",
+        "raw__partner_directpush_launchdarkly_events",
+        "raw__subscription_changes",
+        "raw__users",
+    ]
+
+
+def test_groups_are_the_layers(defs):
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"raw", "staging", "intermediate", "marts", "registry"}
+    assert groups == {"raw", "staging", "intermediate", "marts", "registry", "serving"}
 
 
-def test_every_asset_has_a_description_owner_kinds_and_columns():
+def test_every_asset_has_a_description_owner_kinds_and_columns(defs):
     for spec in defs.resolve_all_asset_specs():
         name = spec.key.to_user_string()
         assert spec.description, name
@@ -63,3 +93,79 @@ def test_every_asset_has_a_description_owner_kinds_and_columns():
             schema = spec.metadata.get("dagster/column_schema")
             assert schema is not None and schema.columns, name
             assert all(c.description for c in schema.columns if c.name.startswith("_")), name
+
+
+def _modules() -> list[str]:
+    return sorted(
+        m.name
+        for m in pkgutil.walk_packages(expplatform.__path__, "expplatform.")
+        if not m.name.endswith("__main__")
+    )
+
+
+def test_every_module_imports_on_its_own_without_writing_anything(tmp_path):
+    """No import cycles (each module first, in a fresh interpreter) and no import-time writes."""
+    home = tmp_path / "dagster_home"
+    manifest = PROJECT_ROOT / "dbt_project" / "target" / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    script = (
+        "import importlib, sys\n"
+        "failed = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    import subprocess\n"
+        "    r = subprocess.run([sys.executable, '-c', f'import {name}'], capture_output=True,"
+        " text=True)\n"
+        "    if r.returncode: failed.append(f'{name}: {r.stderr.strip().splitlines()[-1]}')\n"
+        "print('\\n'.join(failed))\n"
+        "sys.exit(1 if failed else 0)\n"
+    )
+    modules = _modules()
+    assert "expplatform.jobs" in modules and "expplatform.definitions" in modules
+    result = subprocess.run(
+        [sys.executable, "-c", script, *modules], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not home.exists(), "an import created DAGSTER_HOME"
+    assert manifest.stat().st_mtime_ns == before, "an import re-parsed the dbt project"
+
+
+def test_the_shipped_instance_settings_are_complete():
+    import yaml
+
+    shipped = yaml.safe_load(SHIPPED_DAGSTER_YAML.read_text())
+    assert settings_problems(shipped["concurrency"], shipped["run_retries"]) == []
+    postgres = yaml.safe_load((SHIPPED_DAGSTER_YAML.parent / "dagster.postgres.yaml").read_text())
+    assert postgres["concurrency"] == shipped["concurrency"]
+    assert postgres["run_retries"] == shipped["run_retries"]
+
+
+def test_an_instance_without_the_limits_is_refused_with_the_fix(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with DagsterInstance.from_config(str(home)) as instance:
+        with pytest.raises(ConfigError) as error:
+            check_instance(instance)
+    message = str(error.value)
+    assert str(home) in message
+    assert "dagster/code_location" in message and "make ui" in message
+    (home / "dagster.yaml").write_text(SHIPPED_DAGSTER_YAML.read_text())
+    with DagsterInstance.from_config(str(home)) as instance:
+        check_instance(instance)  # the shipped settings pass
+
+
+def test_dagster_refuses_to_load_the_code_location_on_an_unprotected_instance(tmp_path):
+    """`dagster definitions validate` (what the webserver and daemon do) fails, saying why."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster = Path(sys.executable).parent / "dagster"
+    command = [str(dagster), "definitions", "validate", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert refused.returncode != 0
+    assert "not configured for expplatform" in refused.stdout + refused.stderr
+    (home / "dagster.yaml").write_text(SHIPPED_DAGSTER_YAML.read_text())
+    loaded = subprocess.run(command, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert loaded.returncode == 0, loaded.stdout[-2000:] + loaded.stderr[-2000:]

@@ -23,8 +23,11 @@ from dagster_dbt import build_dbt_asset_specs
 
 from expplatform.config import DBT_PROJECT_DIR
 from expplatform.partitions import build_daily_partitions
+from expplatform.sources import DEFAULT_REGISTRY
 from expplatform.transform.assets import ExpplatformDbtTranslator
-from expplatform.transform.project import DBT_TARGET, dbt_executable, prepare_manifest
+from expplatform.transform.project import dbt_executable, manifest_path
+
+DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
 from expplatform_tests.e2e import CONTRACT_TABLES
 
 MART = "mart_experiment_allocation_daily"
@@ -59,16 +62,16 @@ def assert_versioned_marts(manifest: dict) -> None:
 
 
 def test_every_mart_is_versioned_public_and_contracted():
-    assert_versioned_marts(json.loads(prepare_manifest().read_text()))
+    assert_versioned_marts(json.loads(manifest_path(DBT_PROJECT_DIR).read_text()))
 
 
 def test_asset_keys_follow_the_relations():
     """The latest version keeps `[marts, <name>]` (checks, sensors and tests use it); an older
     version served alongside is its own asset, `[marts, <name>_v<N>]`."""
-    from expplatform.definitions import defs
+    from expplatform.definitions import build_definitions
 
-    keys = defs.resolve_asset_graph().get_all_asset_keys()
-    models = marts_models(json.loads(prepare_manifest().read_text()))
+    keys = build_definitions().resolve_asset_graph().get_all_asset_keys()
+    models = marts_models(json.loads(manifest_path(DBT_PROJECT_DIR).read_text()))
     expected = {AssetKey(["marts", model["alias"]]) for model in models}
     assert len(expected) == len(models)  # no two versions share a key
     assert expected <= keys
@@ -163,7 +166,7 @@ def test_old_version_still_answers_after_a_column_rename(built, tmp_path: Path):
         [
             dbt_executable(), "build", "--select", MART, "--exclude-resource-type", "unit_test",
             "--project-dir", str(project), "--profiles-dir", str(project),
-            "--target", DBT_TARGET, "--target-path", str(tmp_path / "target"),
+            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(tmp_path / "target"),
             "--log-path", str(tmp_path / "logs"),
         ],
         env={

@@ -69,7 +69,6 @@ from expplatform.ingestion.landing import (
     list_files,
     partition_folder,
 )
-from expplatform.partitions import daily_partitions
 from expplatform.resources import LandingZoneResource
 
 #: The freshness deadline: yesterday's data is in the marts by 09:00 UTC.
@@ -146,7 +145,7 @@ def missing_partitions(
     days: int = MISSING_LOOKBACK_DAYS,
 ) -> list[str]:
     """The partitions among `expected` and the `days - 1` before it that were never materialized."""
-    first = daily_partitions.start.date()
+    first = get_settings().start_date
     keys = [expected - timedelta(days=i) for i in range(days)]
     missing = []
     for day in sorted(d for d in keys if d >= first):

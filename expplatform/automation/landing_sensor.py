@@ -196,8 +196,10 @@ def plan_landing_runs(
         elif folder in previous:
             plan.state[folder] = list(previous[folder])
     for day, reason in sorted((catch_up or {}).items()):
-        if first_partition <= day and (last_partition is None or day <= last_partition):
-            plan.dates.setdefault(day, []).append(reason)
+        # a date already requested for its changed files needs no catch-up reason on top
+        in_range = first_partition <= day and (last_partition is None or day <= last_partition)
+        if in_range and day not in plan.dates:
+            plan.dates[day] = [reason]
     return plan
 
 

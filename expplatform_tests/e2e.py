@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,10 @@ from dagster import DagsterInstance
 from expplatform.config import Settings
 from expplatform.definitions import build_definitions
 from expplatform.jobs import MATERIALIZE_ALL
+from expplatform.sources import DEFAULT_REGISTRY
+
+#: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
+DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
 
 #: The contract tables (§5) compared whole by the idempotence tests.
 CONTRACT_TABLES = {

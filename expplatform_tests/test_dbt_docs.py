@@ -18,12 +18,9 @@ from pathlib import Path
 import pytest
 
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.sources import DEFAULT_REGISTRY
-from expplatform.transform.project import dbt_executable, manifest_path
+from expplatform.transform.project import dbt_executable
 from expplatform.warehouse import connect
-
-#: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
-DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
+from expplatform_tests.e2e import DBT_VARS, manifest_path
 
 DOCUMENTED_TYPES = ("model", "seed", "analysis")
 

@@ -17,11 +17,8 @@ import pytest
 
 from expplatform.catalog import ddl
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.sources import DEFAULT_REGISTRY
 from expplatform.transform.project import dbt_executable
-
-#: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
-DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
+from expplatform_tests.e2e import DBT_VARS
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,13 +23,9 @@ from dagster import AssetCheckSeverity, instance_for_test
 
 from expplatform.config import DBT_PROJECT_DIR
 from expplatform.quality import checks as qc
-from expplatform.sources import DEFAULT_REGISTRY
 from expplatform.transform.project import dbt_executable
 from expplatform.warehouse import connect
-from expplatform_tests.e2e import make_settings, query
-
-#: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
-DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
+from expplatform_tests.e2e import DBT_VARS, make_settings, query
 
 pytestmark = pytest.mark.slow
 

@@ -23,12 +23,9 @@ from dagster_dbt import build_dbt_asset_specs
 
 from expplatform.config import DBT_PROJECT_DIR
 from expplatform.partitions import build_daily_partitions
-from expplatform.sources import DEFAULT_REGISTRY
 from expplatform.transform.assets import ExpplatformDbtTranslator
 from expplatform.transform.project import dbt_executable, manifest_path
-
-DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
-from expplatform_tests.e2e import CONTRACT_TABLES
+from expplatform_tests.e2e import CONTRACT_TABLES, DBT_VARS
 
 MART = "mart_experiment_allocation_daily"
 OLD, NEW = "new_users", "newly_assigned_users"

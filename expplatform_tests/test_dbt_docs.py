@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.transform.project import dbt_executable
+from expplatform.transform.project import dbt_executable, manifest_path
 from expplatform.warehouse import connect
-from expplatform_tests.e2e import DBT_VARS, manifest_path
+from expplatform_tests.e2e import DBT_VARS
 
 DOCUMENTED_TYPES = ("model", "seed", "analysis")
 

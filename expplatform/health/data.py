@@ -193,7 +193,8 @@ def tier_sort_key(tier: str) -> tuple[int, str]:
 def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     present: dict[str, set[str]] = defaultdict(set)
     for schema, table, column in con.execute(
-        "select table_schema, table_name, column_name from information_schema.columns"
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "where table_catalog = current_database()"
     ).fetchall():
         present[f"{schema}.{table}"].add(column)
     problems = []
@@ -242,9 +243,15 @@ def load_snapshot(
 def _read(
     con: duckdb.DuckDBPyConnection, path: Path, experiment_keys: Sequence[str] | None
 ) -> ServingSnapshot:
-    build_rows = con.execute(
-        "select built_at, data_through, run_id from serving.build_info"
-    ).fetchall()
+    # Names are qualified with the file's catalog: a file called serving.duckdb is the catalog
+    # `serving`, and a bare `serving.build_info` is then ambiguous (catalog or schema?).
+    (catalog,) = con.execute("select current_database()").fetchone()
+    db = '"' + catalog.replace('"', '""') + '"'
+
+    def query(sql: str, params: dict | None = None) -> list[tuple]:
+        return con.execute(sql.replace("{db}", db), params).fetchall()
+
+    build_rows = query("select built_at, data_through, run_id from {db}.serving.build_info")
     if len(build_rows) != 1:
         raise ServingCopyError(
             f"serving copy {path}: serving.build_info must hold one row, it holds {len(build_rows)}"
@@ -253,21 +260,21 @@ def _read(
 
     checks = [
         CheckResult(*row)
-        for row in con.execute(
+        for row in query(
             """
             select asset_key, check_name, partition, passed, severity, description, evaluated_at
-            from serving.check_results
+            from {db}.serving.check_results
             order by passed, severity, asset_key, check_name, partition
             """
-        ).fetchall()
+        )
     ]
 
     registry = {
         row[0]: row
-        for row in con.execute(
+        for row in query(
             "select experiment_key, description, owner, start_date, end_date "
-            "from marts.dim_experiments order by experiment_key"
-        ).fetchall()
+            "from {db}.marts.dim_experiments order by experiment_key"
+        )
     }
     keys = list(registry) if experiment_keys is None else list(experiment_keys)
     unknown = [k for k in keys if k not in registry]
@@ -278,14 +285,14 @@ def _read(
         )
 
     def rows(sql: str) -> list[tuple]:
-        return con.execute(sql, {"keys": keys}).fetchall()
+        return query(sql, {"keys": keys})
 
     arms: dict[str, list[Arm]] = defaultdict(list)
     # control (not a treatment) first, then the treatments by name
     for key, name, is_treatment, weight in rows(
         """
         select experiment_key, variation_name, is_treatment, expected_weight
-        from marts.dim_experiment_variations
+        from {db}.marts.dim_experiment_variations
         where experiment_key in (select unnest($keys))
         order by experiment_key, coalesce(is_treatment, true), variation_name
         """
@@ -297,7 +304,7 @@ def _read(
         """
         select experiment_key, date, assigned_users, multiple_variation_users,
                srm_chi_square, srm_p_value, srm_status
-        from marts.mart_experiment_health_daily
+        from {db}.marts.mart_experiment_health_daily
         where experiment_key in (select unnest($keys))
         order by experiment_key, date
         """
@@ -312,8 +319,8 @@ def _read(
         select a.experiment_key, coalesce(a.variation_name, '(none)'),
                v.variation_name is not null, a.date,
                sum(a.new_users)::bigint, sum(a.cumulative_users)::bigint
-        from marts.mart_experiment_allocation_daily as a
-        left join marts.dim_experiment_variations as v
+        from {db}.marts.mart_experiment_allocation_daily as a
+        left join {db}.marts.dim_experiment_variations as v
             on a.experiment_key = v.experiment_key and a.variation_name = v.variation_name
         where a.experiment_key in (select unnest($keys))
         group by all
@@ -326,8 +333,8 @@ def _read(
     for key, variation, day, users in rows(
         """
         select f.experiment_key, f.variation_name, f.assignment_date, count(*)
-        from marts.fct_experiment_assignments as f
-        inner join marts.dim_experiment_variations as v
+        from {db}.marts.fct_experiment_assignments as f
+        inner join {db}.marts.dim_experiment_variations as v
             on f.experiment_key = v.experiment_key and f.variation_name = v.variation_name
         where f.experiment_key in (select unnest($keys)) and not f.has_multiple_variations
         group by all
@@ -338,8 +345,8 @@ def _read(
     for key, tier, variation, users in rows(
         """
         select f.experiment_key, f.subscription_tier, f.variation_name, count(*)
-        from marts.fct_experiment_assignments as f
-        inner join marts.dim_experiment_variations as v
+        from {db}.marts.fct_experiment_assignments as f
+        inner join {db}.marts.dim_experiment_variations as v
             on f.experiment_key = v.experiment_key and f.variation_name = v.variation_name
         where f.experiment_key in (select unnest($keys)) and not f.has_multiple_variations
         group by all
@@ -350,8 +357,8 @@ def _read(
         rows(
             """
             select f.experiment_key, count(*)
-            from marts.fct_experiment_assignments as f
-            left join marts.dim_experiment_variations as v
+            from {db}.marts.fct_experiment_assignments as f
+            left join {db}.marts.dim_experiment_variations as v
                 on f.experiment_key = v.experiment_key and f.variation_name = v.variation_name
             where f.experiment_key in (select unnest($keys))
                 and v.variation_name is null and not f.has_multiple_variations
@@ -365,7 +372,7 @@ def _read(
         """
         select experiment_key, date, subscription_tier, assigned_users, test_users,
                srm_chi_square, srm_p_value, srm_p_value_bonferroni, srm_status
-        from marts.mart_experiment_health_by_tier_daily
+        from {db}.marts.mart_experiment_health_by_tier_daily
         where experiment_key in (select unnest($keys))
         order by experiment_key, date, subscription_tier
         """

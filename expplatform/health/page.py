@@ -99,6 +99,7 @@ th:first-child, td:first-child, td.text, th.text { text-align: left; }
 .note { color: #555; font-size: .9rem; }
 .chart { width: 100%; }
 .empty { color: #757575; font-style: italic; }
+.nowrap { white-space: nowrap; text-align: left; }
 .failed { color: #c62828; font-weight: 600; }
 details { margin-top: 8px; }
 footer { color: #757575; font-size: .85rem; margin-top: 24px; }
@@ -135,6 +136,8 @@ def _document(title: str, body: str, *, with_plotly: bool) -> str:
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        # an empty inline icon: the browser then asks the server for no /favicon.ico
+        "<link rel='icon' href='data:,'>"
         f"<title>{_e(title)}</title><style>{STYLE}</style>{script}</head>"
         f"<body><main>{body}</main></body></html>\n"
     )
@@ -476,9 +479,9 @@ def _check_rows(checks: Sequence[CheckResult]) -> str:
         f'<tr data-check="{_e(c.check_name)}"><td class="text">'
         f"{'passed' if c.passed else '<span class=failed>failed</span>'}</td>"
         f'<td class="text">{_e(c.severity)}</td><td class="text">{_e(c.check_name)}</td>'
-        f'<td class="text">{_e(c.asset_key)}</td><td class="text">{_e(c.partition or DASH)}</td>'
+        f'<td class="text">{_e(c.asset_key)}</td><td class="nowrap">{_e(c.partition or DASH)}</td>'
         f'<td class="text">{_e(c.description or "")}</td>'
-        f'<td class="text">{_e(format_timestamp(c.evaluated_at))}</td></tr>'
+        f'<td class="nowrap">{_e(format_timestamp(c.evaluated_at))}</td></tr>'
         for c in checks
     )
 

@@ -429,3 +429,19 @@ def test_command_line(serving, tmp_path: Path, capsys, monkeypatch):
     assert "Experiment health: vault-launch" in target.read_text()
     assert health_main(["page", "--experiment", "nope", "--html", str(target)]) == 2
     assert "error: experiment(s) 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dbt_docs_page_lands_in_the_pages_folder(tmp_path: Path, monkeypatch):
+    """`dbt docs generate --static` into <pages>/dbt-docs/index.html; no warehouse is created."""
+    from expplatform.health.dbt_docs import build_dbt_docs
+
+    warehouse = tmp_path / "no-warehouse-yet" / "warehouse.duckdb"
+    monkeypatch.setenv("EXPPLATFORM_DUCKDB_PATH", str(warehouse))
+    page = build_dbt_docs(tmp_path / "pages")
+    assert page == tmp_path / "pages" / "dbt-docs" / "index.html"
+    text = page.read_text()
+    assert "mart_experiment_health_daily" in text  # the manifest is embedded
+    assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", text)
+    assert not warehouse.exists() and not warehouse.parent.exists()
+    assert [p.name for p in page.parent.iterdir()] == ["index.html"]  # no temporary file left

@@ -82,9 +82,20 @@ class PagesHandler(SimpleHTTPRequestHandler):
         sys.stderr.write(f"pages: {self.address_string()} {format % args}\n")
 
 
+class PagesServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a reader hangs up early."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # reset, broken pipe: the reader left
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(
     directory: Path, port: int = DEFAULT_PAGES_PORT, host: str = DEFAULT_HOST
-) -> ThreadingHTTPServer:
+) -> PagesServer:
     """A server for `directory` bound to host:port (port 0 picks a free one; see server_port).
 
     Creates the folder if needed. Raises OSError with an actionable message when the
@@ -94,7 +105,7 @@ def make_server(
     directory.mkdir(parents=True, exist_ok=True)
     handler = functools.partial(PagesHandler, directory=str(directory))
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = PagesServer((host, port), handler)
     except OSError as exc:
         raise OSError(
             exc.errno,
@@ -102,7 +113,6 @@ def make_server(
             "is another server running? Choose another port with EXPPLATFORM_PAGES_PORT "
             "or --port",
         ) from None
-    server.daemon_threads = True
     return server
 
 

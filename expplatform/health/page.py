@@ -160,10 +160,12 @@ def _banner(exp: ExperimentHealth) -> str:
     colour = STATUS_COLOURS.get(status, "#616161")
     as_of = f'<span class="as-of">as of {_e(latest.date)}</span>' if latest else ""
     dof = degrees_of_freedom(len(exp.arms))
+    p_value = format_p_value(latest.p_value if latest else None)
+    chi_square = format_chi_square(latest.chi_square if latest else None)
     stats = (
         "<dl>"
-        f'<div><dt>p-value</dt><dd id="srm-p-value">{_e(format_p_value(latest and latest.p_value))}</dd></div>'
-        f'<div><dt>χ²</dt><dd id="srm-chi-square">{_e(format_chi_square(latest and latest.chi_square))}</dd></div>'
+        f'<div><dt>p-value</dt><dd id="srm-p-value">{_e(p_value)}</dd></div>'
+        f'<div><dt>χ²</dt><dd id="srm-chi-square">{_e(chi_square)}</dd></div>'
         f'<div><dt>degrees of freedom</dt><dd id="srm-dof">{_e(dof if dof is not None else DASH)}</dd></div>'
         f'<div><dt>users assigned</dt><dd id="srm-assigned">{_e(format_count(latest.assigned_users if latest else 0))}</dd></div>'
         "</dl>"

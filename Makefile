@@ -13,8 +13,11 @@ SAMPLE_DAYS ?= 30
 SAMPLE_USERS ?= 20000
 HOST ?= 127.0.0.1
 PORT ?= 3000
+# The health pages and the dbt docs are served next to the Dagster UI (expplatform/health/server.py).
+export EXPPLATFORM_PAGES_DIR ?= $(CURDIR)/data/pages
+export EXPPLATFORM_PAGES_PORT ?= 3001
 
-.PHONY: install run test lint format bench sample-data materialize ui clean
+.PHONY: install run test lint format bench sample-data materialize ui docs clean
 
 $(STAMP): pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -39,11 +42,22 @@ ui: install
 	$(BIN)/expplatform instance
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
+# The dbt docs alone: built from the warehouse into $(EXPPLATFORM_PAGES_DIR)/dbt-docs/, then
+# served (with any health pages) on http://$(HOST):$(EXPPLATFORM_PAGES_PORT)/dbt-docs/ until Ctrl-C.
+docs: install
+	$(BIN)/python -m expplatform.health dbt-docs
+	$(BIN)/python -m expplatform.health serve --host $(HOST)
+
+# The page server runs in the background while the Dagster UI holds the foreground; it stops
+# with the UI (trap) or, if this shell is killed, by itself (--exit-with-parent).
 run: install
 	$(BIN)/expplatform instance
 	$(BIN)/expplatform sample-data --days $(SAMPLE_DAYS) --users $(SAMPLE_USERS)
 	$(BIN)/expplatform materialize --sample-range
-	@echo "Dagster UI: http://$(HOST):$(PORT)"
+	$(BIN)/python -m expplatform.health dbt-docs
+	@$(BIN)/python -m expplatform.health serve --host $(HOST) --exit-with-parent & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
+	echo "Dagster UI: http://$(HOST):$(PORT)"; \
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 test: install

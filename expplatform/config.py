@@ -186,7 +186,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         pages_url=(
             env.get("EXPPLATFORM_PAGES_URL") or _DEFAULTS["EXPPLATFORM_PAGES_URL"] or ""
         ).rstrip("/"),
-        pages_port=_whole_number(env, "EXPPLATFORM_PAGES_PORT", 1),
+        pages_port=_whole_number(env, "EXPPLATFORM_PAGES_PORT", 0),
         alert_log=path("EXPPLATFORM_ALERT_LOG"),
         dbt_target=target,
         dbt_project_dir=path("EXPPLATFORM_DBT_PROJECT_DIR"),

@@ -18,6 +18,7 @@ from expplatform.automation.landing_sensor import build_landing_sensor
 from expplatform.automation.run_reaper import build_run_reaper
 from expplatform.automation.schedules import build_daily_schedule
 from expplatform.config import DUCKDB_POOL, Settings, get_settings
+from expplatform.health.asset import build_health_pages_asset
 from expplatform.ingestion.assets import build_ingestion_assets
 from expplatform.instance import check_instance
 from expplatform.jobs import build_materialize_all_job
@@ -48,6 +49,7 @@ def build_definitions(
             *build_ingestion_assets(registry, partitions_def, settings.dbt_project_dir, pool),
             build_dbt_assets(settings, registry, partitions_def, pool),
             build_serving_asset(pool),
+            build_health_pages_asset(),
         ],
         asset_checks=[*freshness_checks],
         jobs=[job],

@@ -125,7 +125,7 @@ CHECK_RESULTS = [
 
 DDL = """
 create schema marts;
-create schema serving;
+create schema meta;
 create table marts.dim_experiments (
     experiment_key varchar, launchdarkly_flag_key varchar, legacy_flag_key varchar,
     description varchar, start_date date, end_date date, owner varchar);
@@ -150,10 +150,10 @@ create table marts.mart_experiment_health_by_tier_daily (
     experiment_key varchar, date date, subscription_tier varchar, assigned_users bigint,
     test_users bigint, srm_chi_square double, srm_p_value double,
     srm_p_value_bonferroni double, srm_status varchar);
-create table serving.check_results (
+create table meta.check_results (
     asset_key varchar, check_name varchar, partition varchar, passed boolean, severity varchar,
     description varchar, evaluated_at timestamp, run_id varchar);
-create table serving.build_info (built_at timestamp, data_through date, run_id varchar);
+create table meta.build_info (built_at timestamp, data_through date, run_id varchar);
 """
 
 
@@ -242,9 +242,9 @@ def build_serving_db(path: Path) -> Path:
                 ],
             )  # fmt: skip
         con.executemany(
-            "insert into serving.check_results values (?, ?, ?, ?, ?, ?, ?, ?)", CHECK_RESULTS
+            "insert into meta.check_results values (?, ?, ?, ?, ?, ?, ?, ?)", CHECK_RESULTS
         )
-        con.execute("insert into serving.build_info values (?, ?, ?)", [BUILT_AT, D4, RUN_ID])
+        con.execute("insert into meta.build_info values (?, ?, ?)", [BUILT_AT, D4, RUN_ID])
     finally:
         con.close()
     return path

@@ -260,7 +260,7 @@ def test_a_check_alert_says_what_where_the_numbers_and_links_run_and_experiment_
         "What: vault-launch on 2025-12-09: unhealthy (chi-square 31.2)\nNumbers: srm_p_value=2e-05"
     )
     assert alert.run_link == f"{UI}/runs/abc-123"
-    assert alert.health_link == f"{PAGES}/vault-launch.html"
+    assert alert.health_link == f"{PAGES}/experiments/vault-launch.html"
     assert "Runbook: docs/RUNBOOK.md → Sample-ratio mismatch" in alert.text
 
 

@@ -342,13 +342,13 @@ def test_missing_serving_copy_names_the_file(tmp_path: Path):
 
 def test_missing_table_and_column_are_named(serving):
     con = duckdb.connect(str(serving))
-    con.execute("drop table serving.serving.build_info")  # the file is the catalog `serving`
+    con.execute("drop table meta.build_info")
     con.execute("alter table marts.mart_experiment_health_daily drop column srm_p_value")
     con.close()
     with pytest.raises(ServingCopyError) as info:
         render_health_page(serving, "vault-launch")
     assert str(serving) in str(info.value)
-    assert "table serving.build_info is missing" in str(info.value)
+    assert "table meta.build_info is missing" in str(info.value)
     assert "marts.mart_experiment_health_daily lacks column(s) srm_p_value" in str(info.value)
 
 
@@ -359,7 +359,7 @@ def test_unknown_experiment_lists_the_registered_ones(serving):
 
 def test_build_info_must_have_one_row(serving):
     con = duckdb.connect(str(serving))
-    con.execute("delete from serving.serving.build_info")
+    con.execute("delete from meta.build_info")
     con.close()
     with pytest.raises(ServingCopyError, match="must hold one row, it holds 0"):
         render_health_page(serving, "vault-launch")
@@ -415,7 +415,7 @@ def test_pages_port_from_env(monkeypatch):
     monkeypatch.setenv("EXPPLATFORM_PAGES_PORT", "8123")
     assert pages_port_from_env() == 8123
     monkeypatch.setenv("EXPPLATFORM_PAGES_PORT", "http")
-    with pytest.raises(ValueError, match="EXPPLATFORM_PAGES_PORT must be a port number"):
+    with pytest.raises(ValueError, match="EXPPLATFORM_PAGES_PORT must be a whole number"):
         pages_port_from_env()
 
 

@@ -8,8 +8,8 @@
 """
 
 from expplatform.health.data import ServingCopyError, load_snapshot, serving_path_from_env
+from expplatform.health.links import page_filename, page_path, page_url
 from expplatform.health.page import (
-    page_filename,
     render_experiment,
     render_health_page,
     render_index,
@@ -20,6 +20,8 @@ __all__ = [
     "ServingCopyError",
     "load_snapshot",
     "page_filename",
+    "page_path",
+    "page_url",
     "render_experiment",
     "render_health_page",
     "render_index",

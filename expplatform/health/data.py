@@ -1,8 +1,8 @@
 """Read what a health page shows from the serving copy, in one short read-only visit.
 
 The serving copy (EXPPLATFORM_SERVING_PATH) is the readers' DuckDB file: schema `marts`
-(the contract's §5 tables and the health marts), `serving.check_results` (the latest
-evaluation of every data-quality check) and `serving.build_info` (one row). It is
+(the contract's §5 tables and the health marts), `meta.check_results` (the latest
+evaluation of every data-quality check) and `meta.build_info` (one row). It is
 published by replacing the file; on DuckDB 2.0 a process holding it open, even
 read-only, would make a writer of that same file fail. So :func:`load_snapshot` opens it
 read-only, runs a handful of aggregating queries (results are per experiment, date,
@@ -12,7 +12,6 @@ rendering starts.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,10 +22,9 @@ from pathlib import Path
 
 import duckdb
 
-from expplatform.config import PROJECT_ROOT
+from expplatform import catalog
+from expplatform.config import get_settings
 from expplatform.warehouse import open_connection
-
-DEFAULT_SERVING_PATH = "data/serving.duckdb"
 
 #: Every relation the page reads, with the columns it reads (a missing one is named in the error).
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -52,11 +50,11 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
         "experiment_key", "date", "subscription_tier", "assigned_users", "test_users",
         "srm_chi_square", "srm_p_value", "srm_p_value_bonferroni", "srm_status",
     ),
-    "serving.check_results": (
+    catalog.SERVING_CHECK_RESULTS: (
         "asset_key", "check_name", "partition", "passed", "severity", "description",
         "evaluated_at",
     ),
-    "serving.build_info": ("built_at", "data_through", "run_id"),
+    catalog.SERVING_BUILD_INFO: ("built_at", "data_through", "run_id"),
 }  # fmt: skip
 
 #: Tiers in the order readers expect them (contract §2.4), then anything else alphabetically.
@@ -69,8 +67,7 @@ class ServingCopyError(ValueError):
 
 def serving_path_from_env() -> Path:
     """EXPPLATFORM_SERVING_PATH (contract §1), relative paths resolved from the project root."""
-    path = Path(os.environ.get("EXPPLATFORM_SERVING_PATH", DEFAULT_SERVING_PATH)).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    return get_settings().serving
 
 
 @dataclass(frozen=True)
@@ -243,27 +240,30 @@ def load_snapshot(
 def _read(
     con: duckdb.DuckDBPyConnection, path: Path, experiment_keys: Sequence[str] | None
 ) -> ServingSnapshot:
-    # Names are qualified with the file's catalog: a file called serving.duckdb is the catalog
-    # `serving`, and a bare `serving.build_info` is then ambiguous (catalog or schema?).
-    (catalog,) = con.execute("select current_database()").fetchone()
-    db = '"' + catalog.replace('"', '""') + '"'
+    # Names are qualified with the file's catalog (DuckDB names it after the file), so that a
+    # schema and a file of the same name can never make a reference ambiguous.
+    (database,) = con.execute("select current_database()").fetchone()
+    db = '"' + database.replace('"', '""') + '"'
 
     def query(sql: str, params: dict | None = None) -> list[tuple]:
         return con.execute(sql.replace("{db}", db), params).fetchall()
 
-    build_rows = query("select built_at, data_through, run_id from {db}.serving.build_info")
+    build_rows = query(
+        f"select built_at, data_through, run_id from {{db}}.{catalog.SERVING_BUILD_INFO}"
+    )
     if len(build_rows) != 1:
         raise ServingCopyError(
-            f"serving copy {path}: serving.build_info must hold one row, it holds {len(build_rows)}"
+            f"serving copy {path}: {catalog.SERVING_BUILD_INFO} must hold one row, "
+            f"it holds {len(build_rows)}"
         )
     build = BuildInfo(*build_rows[0])
 
     checks = [
         CheckResult(*row)
         for row in query(
-            """
+            f"""
             select asset_key, check_name, partition, passed, severity, description, evaluated_at
-            from {db}.serving.check_results
+            from {{db}}.{catalog.SERVING_CHECK_RESULTS}
             order by passed, severity, asset_key, check_name, partition
             """
         )

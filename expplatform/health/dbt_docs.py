@@ -16,18 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from expplatform.config import DBT_PROJECT_DIR, get_settings
+from expplatform.config import get_settings
+from expplatform.sources import DEFAULT_REGISTRY
+from expplatform.transform.project import dbt_command
 from expplatform.warehouse import LOCK_MARKERS
-
-
-def _dbt_executable() -> str:
-    # The dbt of this environment, as expplatform.transform.project does: a `dbtf` or another
-    # dbt on PATH would be a different program.
-    return str(Path(sys.executable).parent / "dbt")
 
 
 def build_dbt_docs(pages_dir: Path, *, timeout_seconds: float = 600.0) -> Path:
@@ -37,17 +32,14 @@ def build_dbt_docs(pages_dir: Path, *, timeout_seconds: float = 600.0) -> Path:
     (for instance while a run holds the warehouse).
     """
     settings = get_settings()
-    target_name = os.environ.get("EXPPLATFORM_DBT_TARGET", "duckdb")
     out = Path(pages_dir) / "dbt-docs"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="expplatform-dbt-docs-") as tmp:
-        command = [
-            _dbt_executable(), "docs", "generate", "--static",
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target", target_name,
+        command = dbt_command(
+            settings, DEFAULT_REGISTRY, "docs", "generate", "--static",
             "--target-path", str(Path(tmp) / "target"), "--log-path", str(Path(tmp) / "logs"),
-        ]  # fmt: skip
-        env = {**os.environ, **settings.env_for_dbt(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        )  # fmt: skip
+        env = {**os.environ, **settings.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
         if not settings.duckdb_path.exists():
             # dbt needs a database to connect to even for an empty catalog; give it a scratch
             # one rather than creating an empty warehouse where the real one will be.

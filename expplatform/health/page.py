@@ -15,11 +15,9 @@ latest data-quality results; and when the data was built.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -53,6 +51,7 @@ from expplatform.health.formatting import (
     format_share,
     format_timestamp,
 )
+from expplatform.health.links import page_filename
 
 #: Arm colours in registry order (control first); unregistered variations are grey.
 ARM_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -120,14 +119,6 @@ def _badge(status: str) -> str:
 def _plotly_js() -> str:
     # A `</script>` inside the bundle would end the inline script early.
     return get_plotlyjs().replace("</script", "<\\/script")
-
-
-def page_filename(experiment_key: str) -> str:
-    """A safe file name for an experiment's page; distinct keys never share a name."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", experiment_key).lstrip(".") or "_"
-    if safe != experiment_key:
-        safe += "-" + hashlib.sha1(experiment_key.encode()).hexdigest()[:8]
-    return f"{safe}.html"
 
 
 def _document(title: str, body: str, *, with_plotly: bool) -> str:
@@ -641,7 +632,7 @@ def write_health_pages(serving_db: Path, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     pages_dir = out_dir / "experiments"
     pages_dir.mkdir(parents=True, exist_ok=True)
-    names = {key: page_filename(key) for key in snapshot.experiments}
+    names = {key: page_filename(key) for key in snapshot.experiments}  # see page_path()
     written = []
     for key, name in sorted(names.items()):
         path = pages_dir / name

@@ -22,26 +22,19 @@ import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from expplatform.config import PROJECT_ROOT, ConfigError
+from expplatform.config import ConfigError, get_settings
 
-DEFAULT_PAGES_DIR = "data/pages"
-DEFAULT_PAGES_PORT = 3001
 DEFAULT_HOST = "127.0.0.1"
 
 
 def pages_dir_from_env() -> Path:
-    """EXPPLATFORM_PAGES_DIR, relative paths resolved from the project root."""
-    path = Path(os.environ.get("EXPPLATFORM_PAGES_DIR", DEFAULT_PAGES_DIR)).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    """EXPPLATFORM_PAGES_DIR (expplatform.config), relative paths resolved from the project root."""
+    return get_settings().pages
 
 
 def pages_port_from_env() -> int:
     """EXPPLATFORM_PAGES_PORT (default 3001); a ConfigError names a bad value."""
-    raw = os.environ.get("EXPPLATFORM_PAGES_PORT", str(DEFAULT_PAGES_PORT))
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(f"EXPPLATFORM_PAGES_PORT must be a port number, got {raw!r}") from None
+    port = get_settings().pages_port
     if not 0 <= port <= 65535:
         raise ConfigError(f"EXPPLATFORM_PAGES_PORT must be between 0 and 65535, got {port}")
     return port
@@ -94,7 +87,7 @@ class PagesServer(ThreadingHTTPServer):
 
 
 def make_server(
-    directory: Path, port: int = DEFAULT_PAGES_PORT, host: str = DEFAULT_HOST
+    directory: Path, port: int = 3001, host: str = DEFAULT_HOST
 ) -> PagesServer:
     """A server for `directory` bound to host:port (port 0 picks a free one; see server_port).
 

@@ -17,6 +17,7 @@ import duckdb
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from expplatform import catalog
+from expplatform.health.links import page_url
 
 
 def _key(*parts: str) -> str:
@@ -147,7 +148,7 @@ def health_metadata(con: duckdb.DuckDBPyConnection, pages_url: str) -> dict[str,
     metadata: dict[str, object] = {}
     lines = []
     for experiment, day, assigned, chi_square, p_value, status in rows:
-        page = f"{pages_url.rstrip('/')}/{experiment}.html"
+        page = page_url(pages_url, experiment)
         if p_value is not None:
             metadata[_key("srm_p_value", experiment)] = MetadataValue.float(
                 float(significant(p_value))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from expplatform.automation.alerts.state import CheckOutcome, OpenChain, OpenCheck, Transition
+from expplatform.health.links import page_url
 
 RUNBOOK = "docs/RUNBOOK.md"
 
@@ -69,8 +69,7 @@ class Links:
 
     def health(self, experiment_key: str | None = None) -> str:
         """The experiment's health page, or the index for alerts about no one experiment."""
-        page = f"{quote(experiment_key, safe='')}.html" if experiment_key else "index.html"
-        return f"{self.pages_url.rstrip('/')}/{page}"
+        return page_url(self.pages_url, experiment_key)
 
 
 # --- small pieces -------------------------------------------------------------------------------

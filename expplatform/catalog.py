@@ -37,6 +37,7 @@ STG_USERS = "staging.stg_app__users"
 INT_SUBSCRIPTION_HISTORY = "intermediate.int_subscription_history"
 INT_EXPERIMENT_USER_DAYS = "intermediate.int_experiment_user_days"
 INT_EXPERIMENT_ACTIVITY_DAILY = "intermediate.int_experiment_activity_daily"
+INT_SRM_OBSERVED = "intermediate.int_experiment_srm_observed"
 
 SEED_EXPERIMENTS = "seeds.experiments"
 SEED_EXPERIMENT_VARIATIONS = "seeds.experiment_variations"

@@ -91,7 +91,8 @@ def build_health_marts(tmp_path: Path) -> Path:
     result = subprocess.run(
         [
             dbt_executable(), "build", "--exclude-resource-type", "unit_test",
-            "--select", "mart_experiment_health_daily", "mart_experiment_health_by_tier_daily",
+            "--select", "int_experiment_srm_observed", "mart_experiment_health_daily",
+            "mart_experiment_health_by_tier_daily",
             "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
             "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(tmp_path / "target"),
             "--log-path", str(tmp_path / "logs"),

@@ -43,6 +43,10 @@ FIXTURE_DDL = """
 create schema if not exists marts;
 create schema if not exists staging;
 create schema if not exists seeds;
+create schema if not exists intermediate;
+create table intermediate.int_experiment_srm_observed (
+    experiment_key varchar, date date, subscription_tier varchar, variation_name varchar,
+    expected_share double, observed_users bigint, tested_users bigint);
 create table marts.mart_experiment_health_daily (
     experiment_key varchar, date date, assigned_users bigint, multiple_variation_users bigint,
     srm_chi_square double, srm_p_value double, srm_status varchar);
@@ -132,6 +136,19 @@ def add_health(
     )
 
 
+def add_observed(
+    con: duckdb.DuckDBPyConnection, day: date, users: dict[str, int], tier: str | None = None
+) -> None:
+    """The test's observed users per variation (50/50 registry) on `day`, as the model has them."""
+    tested = sum(users.values())
+    for variation, n in users.items():
+        con.execute(
+            "insert into intermediate.int_experiment_srm_observed values "
+            "('exp', ?, ?, ?, 0.5, ?, ?)",
+            [day, tier, variation, n, tested],
+        )
+
+
 def contract_status(control: int, treatment: int, p: float) -> str:
     """The contract's srm_status rules (§5) for a 50/50 experiment, by hand."""
     share_off = abs(control / (control + treatment) - 0.5)
@@ -152,6 +169,7 @@ def test_srm_60_40_of_1000_users_is_an_error(con):
     assert contract_status(600, 400, chi_p(chi)) == "unhealthy"
     add_assignments(con, 600, "control")
     add_assignments(con, 400, "treatment")
+    add_observed(con, D[1], {"control": 600, "treatment": 400})
     add_health(con, D[1], 1000, chi, "unhealthy")
 
     result = qc.evaluate_srm(con, [])
@@ -221,6 +239,9 @@ def test_srm_by_tier_uses_the_bonferroni_status(con):
     add_assignments(con, 200, "control", tier="standard")
     add_assignments(con, 275, "treatment", tier="standard")
     add_assignments(con, 30, "control", tier="plus")
+    add_observed(con, D[2], {"control": 200, "treatment": 275}, tier="standard")
+    add_observed(con, D[2], {"control": 30, "treatment": 0}, tier="plus")
+    add_observed(con, D[2], {"control": 230, "treatment": 275})  # the whole experiment
     con.execute(
         "insert into marts.mart_experiment_health_by_tier_daily values "
         "('exp', ?, 'standard', 475, 475, ?, ?, ?, 'warning'), "

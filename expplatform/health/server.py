@@ -86,9 +86,7 @@ class PagesServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def make_server(
-    directory: Path, port: int = 3001, host: str = DEFAULT_HOST
-) -> PagesServer:
+def make_server(directory: Path, port: int = 3001, host: str = DEFAULT_HOST) -> PagesServer:
     """A server for `directory` bound to host:port (port 0 picks a free one; see server_port).
 
     Creates the folder if needed. Raises OSError with an actionable message when the

@@ -56,12 +56,17 @@ VOLUME = "exposure_volume_anomaly"
 REJECTED_RATE = "rejected_record_rate"
 LATE_EVENTS = "late_events_beyond_lookback"
 
+_SRM = q.srm_thresholds()
 _SRM_RULES = (
-    "Findings are rows whose srm_status is `unhealthy` (p < 0.001 and a variation's share off "
-    "its expected share by at least 0.1 points: ERROR) or `warning` (p < 0.01: WARN), on each "
-    "experiment's latest date and on every event date recomputed by the last daily run "
-    "(ops.recompute_dates). Metadata: the experiment, date, chi-square, p-value, test users per "
-    "variation against the expected shares, and the SQL that lists the findings."
+    f"Findings are rows whose srm_status is `unhealthy` (p < {_SRM['srm_unhealthy_p_value']:g} "
+    "and a variation's share off its expected share by at least "
+    f"{100 * _SRM['srm_min_share_difference']:g} points: ERROR) or `warning` "
+    f"(p < {_SRM['srm_warning_p_value']:g}: WARN), on each experiment's latest date and on every "
+    "event date recomputed by the last daily run (ops.recompute_dates); `not_enough_traffic` "
+    f"(a variation under {_SRM['srm_min_users_per_variation']} users) is not a finding. The "
+    "thresholds are the dbt vars of dbt_project.yml. Metadata: the experiment, date, chi-square, "
+    "p-value, test users per variation against the expected shares, and the SQL that lists the "
+    "findings."
 )
 _LATE_EVENTS_DESCRIPTION = (
     "Raw events (lines) of the run's arrival partitions dated more than EXPPLATFORM_LOOKBACK_DAYS "

@@ -12,10 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
+
+import yaml
 
 from expplatform import catalog
+from expplatform.config import DBT_PROJECT_DIR
 
 # --- thresholds ------------------------------------------------------------------------------------
+
+
+def srm_thresholds(project_dir: Path = DBT_PROJECT_DIR) -> dict[str, float]:
+    """The sample-ratio test's thresholds: the dbt vars the health marts use (dbt_project.yml)."""
+    project = yaml.safe_load((project_dir / "dbt_project.yml").read_text())
+    return {k: v for k, v in (project.get("vars") or {}).items() if k.startswith("srm_")}
+
 
 #: srm_status values that fail the sample-ratio checks (ERROR and WARN respectively).
 SRM_UNHEALTHY = "unhealthy"
@@ -42,6 +53,7 @@ HEALTH_BY_TIER = catalog.MART_HEALTH_BY_TIER
 ASSIGNMENTS = catalog.FCT_ASSIGNMENTS
 EXPOSURES_DAILY = catalog.FCT_EXPOSURES_DAILY
 VARIATIONS = catalog.DIM_EXPERIMENT_VARIATIONS
+SRM_OBSERVED = catalog.INT_SRM_OBSERVED
 REGISTRY = catalog.SEED_EXPERIMENTS
 STG_LAUNCHDARKLY = "staging.stg_launchdarkly__flag_events"
 STG_LEGACY = "staging.stg_legacy__flag_events"
@@ -79,8 +91,9 @@ def srm_findings_sql(dates: Sequence[date], *, by_tier: bool = False) -> str:
     """Unhealthy or warning sample-ratio rows on each experiment's latest date or on `dates`.
 
     With `by_tier`, rows of mart_experiment_health_by_tier_daily (status on the
-    Bonferroni-corrected p-value). `users_by_variation` shows the test users per
-    registered variation (users in several variations left out) and the expected shares.
+    Bonferroni-corrected p-value). `users_by_variation` shows the tested users per registered
+    variation and the expected shares, as the test counted them (int_experiment_srm_observed,
+    the same relation the marts' test is computed from).
     """
     if by_tier:
         table = HEALTH_BY_TIER
@@ -89,19 +102,13 @@ def srm_findings_sql(dates: Sequence[date], *, by_tier: bool = False) -> str:
             "srm_p_value_bonferroni"
         )
         group = ["experiment_key", "date", "subscription_tier"]
+        segment = "observed.subscription_tier = flagged.subscription_tier"
     else:
         table = HEALTH
         columns = "assigned_users, multiple_variation_users, srm_chi_square, srm_p_value"
         group = ["experiment_key", "date"]
-    keys = ", ".join(group)
+        segment = "observed.subscription_tier is null"
     flagged_keys = ", ".join(f"flagged.{c}" for c in group)
-    join_on = "\n    and ".join(f"flagged.{c} = users_by_variation.{c}" for c in group)
-    tier_match = (
-        "\n        and new_test_users.subscription_tier = flagged.subscription_tier"
-        if by_tier
-        else ""
-    )
-    tier_column = "subscription_tier, " if by_tier else ""
     return f"""
 with
 
@@ -116,58 +123,26 @@ flagged as (
     select * from evaluated where srm_status in ('{SRM_UNHEALTHY}', '{SRM_WARNING}')
 ),
 
-expected_shares as (
-    select
-        experiment_key,
-        variation_name,
-        expected_weight / sum(expected_weight) over (partition by experiment_key) as expected_share
-    from {VARIATIONS}
-),
-
-new_test_users as (
-    select experiment_key, {tier_column}variation_name, assignment_date, count(*) as users
-    from {ASSIGNMENTS}
-    where not has_multiple_variations
-    group by all
-),
-
-observed as (
-    select
-        {flagged_keys},
-        expected_shares.variation_name,
-        expected_shares.expected_share,
-        coalesce(sum(new_test_users.users), 0) as users
-    from flagged
-    inner join expected_shares
-        on flagged.experiment_key = expected_shares.experiment_key
-    left join new_test_users
-        on new_test_users.experiment_key = flagged.experiment_key
-        and new_test_users.variation_name = expected_shares.variation_name
-        and new_test_users.assignment_date <= flagged.date{tier_match}
-    group by all
-),
-
-observed_shares as (
-    select *, users / nullif(sum(users) over (partition by {keys}), 0) as observed_share
-    from observed
-),
-
 users_by_variation as (
     select
-        {keys},
+        {flagged_keys},
         string_agg(
-            variation_name || ' ' || users || ' (' || coalesce(round(100 * observed_share, 1), 0)
-                || '%, expected ' || round(100 * expected_share, 1) || '%)',
-            ', ' order by variation_name
+            observed.variation_name || ' ' || observed.observed_users || ' ('
+                || coalesce(round(100 * observed.observed_users / nullif(observed.tested_users, 0), 1), 0)
+                || '%, expected ' || round(100 * observed.expected_share, 1) || '%)',
+            ', ' order by observed.variation_name
         ) as users_by_variation
-    from observed_shares
-    group by {keys}
+    from flagged
+    inner join {SRM_OBSERVED} as observed
+        on observed.experiment_key = flagged.experiment_key
+        and observed.date = flagged.date
+        and {segment}
+    group by {flagged_keys}
 )
 
 select flagged.*, users_by_variation.users_by_variation
 from flagged
-left join users_by_variation
-    on {join_on}
+left join users_by_variation using ({", ".join(group)})
 order by {flagged_keys}
 """.strip()
 

@@ -22,17 +22,6 @@ assignments as (
 
 ),
 
-variations as (
-
-    select
-        experiment_key,
-        variation_name,
-        expected_weight
-
-    from {{ ref('dim_experiment_variations') }}
-
-),
-
 -- the experiments' span ends on the same date as in the other marts
 experiment_spans as (
 
@@ -105,63 +94,8 @@ assigned_totals as (
 
 ),
 
-expected_shares as (
-
-    select
-        experiment_key,
-        variation_name,
-        expected_weight / sum(expected_weight) over (partition by experiment_key) as expected_share
-
-    from variations
-
-),
-
--- users in several variations are left out of the test, as in the overall mart
-new_tested_users as (
-
-    select
-        experiment_key,
-        subscription_tier,
-        assignment_date,
-        variation_name,
-        count(*) as new_users
-
-    from assignments
-    where not has_multiple_variations
-    group by experiment_key, subscription_tier, assignment_date, variation_name
-
-),
-
--- every registered variation in every tier on every date, 0 users when it has none yet
+-- the sample-ratio test in each tier (macros/sample_ratio.sql)
 observed as (
-
-    select
-        tier_dates.experiment_key,
-        tier_dates.date,
-        tier_dates.subscription_tier,
-        expected_shares.variation_name,
-        expected_shares.expected_share,
-        sum(coalesce(new_tested_users.new_users, 0)) over (
-            partition by
-                tier_dates.experiment_key,
-                tier_dates.subscription_tier,
-                expected_shares.variation_name
-            order by tier_dates.date
-            rows between unbounded preceding and current row
-        ) as observed_users
-
-    from tier_dates
-    inner join expected_shares
-        on tier_dates.experiment_key = expected_shares.experiment_key
-    left join new_tested_users
-        on tier_dates.experiment_key = new_tested_users.experiment_key
-        and tier_dates.subscription_tier = new_tested_users.subscription_tier
-        and tier_dates.date = new_tested_users.assignment_date
-        and expected_shares.variation_name = new_tested_users.variation_name
-
-),
-
-observed_with_totals as (
 
     select
         experiment_key,
@@ -170,53 +104,22 @@ observed_with_totals as (
         variation_name,
         expected_share,
         observed_users,
-        sum(observed_users) over (partition by experiment_key, date, subscription_tier)
-            as tested_users
+        tested_users
 
-    from observed
-
-),
-
-srm as (
-
-    select
-        experiment_key,
-        date,
-        subscription_tier,
-        count(*) as variation_count,
-        max(tested_users) as tested_users,
-        min(observed_users) as smallest_variation_users,
-        case
-            when max(tested_users) > 0
-                then sum(
-                    power(observed_users - tested_users * expected_share, 2)
-                    / (tested_users * expected_share)
-                )
-        end as chi_square,
-        case
-            when max(tested_users) > 0
-                then max(abs(observed_users / tested_users - expected_share))
-        end as max_share_difference
-
-    from observed_with_totals
-    group by experiment_key, date, subscription_tier
+    from {{ ref('int_experiment_srm_observed') }}
+    where subscription_tier is not null
 
 ),
 
 srm_tests as (
 
     select
-        srm.experiment_key,
-        srm.date,
-        srm.subscription_tier,
-        srm.variation_count,
-        srm.tested_users,
-        srm.smallest_variation_users,
-        srm.max_share_difference,
-        cast(srm.chi_square as double) as srm_chi_square,
-        chi2_sf(srm.chi_square, srm.variation_count - 1) as srm_p_value
+        *,
+        {{ srm_p_value('srm_chi_square', 'variation_count') }} as srm_p_value
 
-    from srm
+    from (
+        {{ srm_test('observed', ['experiment_key', 'date', 'subscription_tier']) }}
+    ) as tests
 
 ),
 
@@ -258,18 +161,13 @@ final as (
         srm_chi_square,
         srm_p_value,
         cast(srm_p_value_bonferroni as double) as srm_p_value_bonferroni,
-        case
-            when variation_count is null
-                or variation_count < 2
-                or smallest_variation_users < 8
-                then 'not_enough_traffic'
-            -- the same thresholds and epsilon as mart_experiment_health_daily, on the corrected p
-            when srm_p_value_bonferroni < 0.001
-                and max_share_difference >= 0.001 - 1e-12
-                then 'unhealthy'
-            when srm_p_value_bonferroni < 0.01 then 'warning'
-            else 'healthy'
-        end as srm_status
+        -- the same rules as the overall mart, on the corrected p-value
+        {{ srm_status(
+            'srm_p_value_bonferroni',
+            'variation_count',
+            'smallest_variation_users',
+            'max_share_difference',
+        ) }} as srm_status
 
     from corrected
 

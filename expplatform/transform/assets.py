@@ -119,6 +119,20 @@ class ExpplatformDbtTranslator(DagsterDbtTranslator):
         return spec
 
 
+def summary(invocation: Invocation, seconds: float) -> str:
+    """One line for the run's log: what dbt built, how long it took, its slowest nodes."""
+    counts: dict[str, int] = {}
+    for r in invocation.results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    slowest = sorted(invocation.results, key=lambda r: -r.execution_time)[:3]
+    return (
+        f"dbt build: {len(invocation.results)} node(s) in {seconds:.1f}s ("
+        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        + "); slowest: "
+        + ", ".join(f"{r.name} {r.execution_time:.2f}s" for r in slowest)
+    )
+
+
 def _relation(key: AssetKey) -> str | None:
     """The warehouse table of a dbt asset; None for views (counting them re-reads raw)."""
     layer, name = key.path[0], key.path[-1]
@@ -229,9 +243,7 @@ def build_dbt_assets(
                     f"process holds it), retrying in {delay}s ({attempt}/{DBT_LOCK_ATTEMPTS - 1})"
                 )
                 time.sleep(delay)
-            context.log.info(
-                f"dbt build: {len(invocation.results)} node(s) in {time.monotonic() - started:.1f}s"
-            )
+            context.log.info(summary(invocation, time.monotonic() - started))
         # in dbt's execution order: Dagster wants a multi-asset's outputs in topological order
         built_in_order = [
             asset_of_node[r.unique_id]

@@ -34,8 +34,12 @@ from expplatform.warehouse import is_lock_error
 
 #: Where in-process invocations keep their artifacts and dbt's partial-parse state.
 TARGET_SUBDIR = Path("target") / "expplatform"
-#: dbt's own logs of a node, forwarded to the run's log (the rest of dbt's chatter is dropped).
+#: dbt's own log line of a node, forwarded to the run's log when the node took at least
+#: SLOW_NODE_SECONDS or did not succeed: every log line is an event written to the instance,
+#: and a line per node of a small run cost more than the node itself.
 PROGRESS_EVENTS = {"LogModelResult", "LogSeedResult", "LogTestResult", "LogSnapshotResult"}
+SLOW_NODE_SECONDS = 1.0
+QUIET_STATUSES = {"success", "pass", "ok", "no-op"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 _LOCK = threading.RLock()
@@ -187,7 +191,12 @@ class DbtProjectRunner:
         target_path = self._target_path(env)
 
         def forward(event: Any) -> None:
-            if log is not None and event.info.name in PROGRESS_EVENTS:
+            if log is None or event.info.name not in PROGRESS_EVENTS:
+                return
+            data = event.data
+            status = str(getattr(data, "status", "")).lower()
+            seconds = float(getattr(data, "execution_time", 0.0) or 0.0)
+            if seconds >= SLOW_NODE_SECONDS or status not in QUIET_STATUSES:
                 log(ANSI.sub("", event.info.msg))
 
         args = [

@@ -34,7 +34,7 @@ from expplatform.config import PROJECT_ROOT, SHIPPED_DAGSTER_YAML
 
 DEFAULT_CACHE_DIR = PROJECT_ROOT / "bench" / "cache"
 DEFAULT_RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-SAMPLE_DATA_MODULE = PROJECT_ROOT / "expplatform" / "sample_data.py"
+SAMPLE_DATA_PACKAGE = PROJECT_ROOT / "expplatform" / "sample_data"
 
 #: The issue's targets, at the default scale on the 2-core machine.
 TARGET_A_OVER_C = 1.5
@@ -140,7 +140,13 @@ def database_bytes(path: Path) -> int:
 
 
 def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    """A short hash of a file, or of every .py file of a package (names and bytes)."""
+    digest = hashlib.sha256()
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.relative_to(path.parent).as_posix().encode() + b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def machine_info() -> dict[str, Any]:
@@ -195,13 +201,13 @@ def ensure_landing(scale: BenchScale, cache_dir: Path, progress: Progress) -> tu
     """The cached landing zone of `scale` (generated on first use); returns (path, summary).
 
     A marker file records the scale and a hash of the generator: a landing
-    zone written by another version of `sample_data.py` is regenerated.
+    zone written by another version of the `sample_data` package is regenerated.
     """
     from expplatform.sample_data import generate_landing_zone
 
     folder = cache_dir / scale.key()
     marker = folder / "bench-landing.json"
-    generator = _sha(SAMPLE_DATA_MODULE)
+    generator = _sha(SAMPLE_DATA_PACKAGE)
     if marker.exists():
         meta = json.loads(marker.read_text())
         if meta.get("generator_sha") == generator:

@@ -14,18 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from expplatform.bench.harness import (
-    QUICK_SCALE,
-    BenchScale,
-    _load_note,
-    evaluate_targets,
-    markdown_report,
-    merge_results,
-    options_for,
-    run_bench,
-    summarize,
-)
+from expplatform.bench.harness import run_bench
 from expplatform.bench.memory import run_measured
+from expplatform.bench.merge import merge_results
+from expplatform.bench.options import QUICK_SCALE, BenchScale, options_for
+from expplatform.bench.report import _load_note, markdown_report
 from expplatform.bench.sql import (
     COMPARED_TABLES,
     DevSample,
@@ -33,6 +26,8 @@ from expplatform.bench.sql import (
     bare_statements,
     dashboard_queries,
 )
+from expplatform.bench.targets import evaluate_targets
+from expplatform.bench.workspace import summarize
 from expplatform.cli import build_parser
 from expplatform.config import DBT_PROJECT_DIR
 

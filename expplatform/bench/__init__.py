@@ -10,10 +10,17 @@ measures, each several times (median and min–max):
 - storage: the warehouse file size.
 
 It writes ``bench/results/<timestamp>.json`` (and the same as markdown) and
-prints a markdown table. Modules: :mod:`~expplatform.bench.harness` (the
-sections and the report), :mod:`~expplatform.bench.runner` (what a measured
-child process runs), :mod:`~expplatform.bench.memory` (peak RSS of a process
-tree), :mod:`~expplatform.bench.sql` (the SQL in the project's ``bench/``
-folder), :mod:`~expplatform.bench.cli` (the command's flags). The figures and
-how to read them: docs/PERFORMANCE.md.
+prints a markdown table. Modules, one job each: :mod:`~expplatform.bench.cli`
+(the command's flags), :mod:`~expplatform.bench.options` (scales and options),
+:mod:`~expplatform.bench.landing` (the landing-zone cache),
+:mod:`~expplatform.bench.workspace` (the temporary workspace and the measured
+child processes), :mod:`~expplatform.bench.runner` (what a measured child
+runs), :mod:`~expplatform.bench.memory` (peak RSS of a process tree),
+:mod:`~expplatform.bench.sections` (the measured sections),
+:mod:`~expplatform.bench.targets` (the issue's targets),
+:mod:`~expplatform.bench.report` (the markdown report),
+:mod:`~expplatform.bench.merge` (results of parts run separately),
+:mod:`~expplatform.bench.harness` (the whole run) and
+:mod:`~expplatform.bench.sql` (the SQL in the project's ``bench/`` folder).
+The figures and how to read them: docs/PERFORMANCE.md.
 """

@@ -73,13 +73,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the benchmark as the flags say; print the markdown table; 0 when every run succeeded."""
-    from expplatform.bench.harness import (
-        DEFAULT_RESULTS_DIR,
-        markdown_report,
-        merge_results,
-        options_for,
-        run_bench,
-    )
+    from expplatform.bench.harness import run_bench
+    from expplatform.bench.merge import merge_results
+    from expplatform.bench.options import DEFAULT_RESULTS_DIR, options_for
+    from expplatform.bench.report import markdown_report
 
     if args.merge:
         merged, path = merge_results(args.merge, args.results_dir or DEFAULT_RESULTS_DIR)

@@ -24,14 +24,16 @@ import duckdb
 import psutil
 
 from expplatform.bench.landing import ensure_landing
-from expplatform.bench.options import SECTIONS, BenchOptions
+from expplatform.bench.options import MAIN_SCALE_SECTIONS, SECTIONS, BenchOptions
 from expplatform.bench.report import markdown_report
 from expplatform.bench.sections import (
     section_backfill,
     section_bare,
     section_daily,
     section_dashboard,
+    section_single,
 )
+from expplatform.bench.split import daily_split
 from expplatform.bench.sql import compare_outputs
 from expplatform.bench.targets import evaluate_targets
 from expplatform.bench.workspace import BenchError, Workspace, database_bytes
@@ -91,8 +93,12 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
     progress = options.progress
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     scale = options.scale
-    if scale.days < 2:
+    unknown = set(options.sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    if "daily" in options.sections and scale.days < 2:
         raise ValueError("the benchmark needs at least 2 days (B compares two daily runs)")
+    main_scale = any(s in MAIN_SCALE_SECTIONS for s in options.sections)
     result: dict[str, Any] = {
         "timestamp": stamp,
         "quick": options.quick,
@@ -105,17 +111,23 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
             "dev_sample_pct": options.dev_sample_pct,
             "dev_days": options.dev_days,
             "lookback_days": int(os.environ.get("EXPPLATFORM_LOOKBACK_DAYS", "2")),
+            "single_day": options.single_day,
         },
         "machine": machine_info(),
         "sections": list(options.sections),
         "errors": {},
     }
-    unknown = set(options.sections) - set(SECTIONS)
-    if unknown:
-        raise ValueError(f"unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     started = time.monotonic()
-    landing, landing_meta = ensure_landing(scale, options.cache_dir, progress)
-    result["landing"] = {**landing_meta, "path": str(landing)}
+    landing, landing_meta = None, {}
+    if main_scale:  # E alone never generates the (large) main landing zone
+        landing, landing_meta = ensure_landing(scale, options.cache_dir, progress)
+        result["landing"] = {**landing_meta, "path": str(landing)}
+    single_landing = None
+    if "single" in options.sections:
+        single_landing, single_meta = ensure_landing(
+            options.single_scale, options.cache_dir, progress
+        )
+        result["single_landing"] = {**single_meta, "path": str(single_landing)}
     options.results_dir.mkdir(parents=True, exist_ok=True)
     path = options.results_dir / f"{stamp}.json"
 
@@ -163,9 +175,17 @@ def run_bench(options: BenchOptions) -> tuple[dict[str, Any], Path]:
         except BenchError as exc:
             result["errors"]["daily"] = str(exc)
             progress(f"B failed: {exc}")
+        try:
+            if single_landing is not None:
+                site = ws.site("single", single_landing, options.single_scale)
+                result["single"] = section_single(site, options)
+        except BenchError as exc:
+            result["errors"]["single"] = str(exc)
+            progress(f"E failed: {exc}")
     finally:
         ws.close()
     result["total_s"] = time.monotonic() - started
+    result["daily_split"] = daily_split(result)
     result["targets"] = evaluate_targets(result)
     result.pop("completed_runs")  # every run is in its section now
     result["complete"] = True

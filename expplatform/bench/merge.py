@@ -10,6 +10,7 @@ from typing import Any
 
 from expplatform.bench.options import SECTIONS
 from expplatform.bench.report import markdown_report
+from expplatform.bench.split import daily_split
 from expplatform.bench.targets import evaluate_targets
 
 #: Which keys of a result each part writes.
@@ -17,6 +18,7 @@ SECTION_KEYS = {
     "bare": ("bare",),
     "backfill": ("backfill", "dashboard", "storage"),
     "daily": ("daily",),
+    "single": ("single", "single_landing"),
 }
 
 
@@ -31,9 +33,12 @@ def merge_results(paths: Sequence[Path], results_dir: Path) -> tuple[dict[str, A
     scales = {json.dumps(p["scale"], sort_keys=True) for p in parts}
     if len(scales) != 1:
         raise ValueError("these results are of different scales: they cannot be merged")
-    merged: dict[str, Any] = {
-        key: parts[-1][key] for key in ("quick", "scale", "settings", "machine", "landing")
-    }
+    merged: dict[str, Any] = {}
+    for key in ("quick", "scale", "settings", "machine", "landing"):
+        # the last part that has it (a part that ran only E has no main landing zone)
+        holders = [part[key] for part in parts if key in part]
+        if holders:
+            merged[key] = holders[-1]
     merged["timestamp"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     merged["merged_from"] = [str(p) for p in paths]
     merged["errors"] = {}
@@ -47,6 +52,7 @@ def merge_results(paths: Sequence[Path], results_dir: Path) -> tuple[dict[str, A
         if "equivalence" in part:
             merged["equivalence"] = part["equivalence"]
     merged["complete"] = all(p.get("complete") for p in parts)
+    merged["daily_split"] = daily_split(merged)
     merged["targets"] = evaluate_targets(merged)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{merged['timestamp']}-merged.json"

@@ -27,8 +27,10 @@ DEV_ENV = (
 
 Progress = Callable[[str], None]
 
-#: The parts a run can hold (``--sections``): C, A (+ D + storage), B.
-SECTIONS = ("bare", "backfill", "daily")
+#: The parts a run can hold (``--sections``): C, A (+ D + storage), B, E.
+SECTIONS = ("bare", "backfill", "daily", "single")
+#: The parts that measure the main scale (E has its own, the make-run sample).
+MAIN_SCALE_SECTIONS = ("bare", "backfill", "daily")
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,9 @@ class BenchScale:
 
     users: int
     days: int
-    events_per_day: int
+    #: LaunchDarkly + legacy lines per arrival day; None: the generator's default (about ten
+    #: events per active user and day, as `expplatform sample-data` writes them).
+    events_per_day: int | None
     files_per_day: int
     seed: int = 42
     start: date = date(2025, 12, 1)
@@ -46,8 +50,9 @@ class BenchScale:
     def key(self) -> str:
         """Folder name of this scale in the landing-zone cache."""
         gz = "gz" if self.compress else "plain"
+        events = "auto" if self.events_per_day is None else self.events_per_day
         return (
-            f"u{self.users}-d{self.days}-e{self.events_per_day}-f{self.files_per_day}"
+            f"u{self.users}-d{self.days}-e{events}-f{self.files_per_day}"
             f"-s{self.seed}-{self.start.isoformat()}-{gz}"
         )
 
@@ -56,6 +61,15 @@ DEFAULT_SCALE = BenchScale(users=1_000_000, days=30, events_per_day=3_000_000, f
 #: Two days: the fewest that give B an early and a late daily run (3 Dagster runs in all,
 #: each dominated by fixed costs at this size).
 QUICK_SCALE = BenchScale(users=2_000, days=2, events_per_day=20_000, files_per_day=2)
+#: E's landing zone: the `make run` sample, i.e. `expplatform sample-data --days 30
+#: --users 20000 --start 2025-12-01` (about 60,000 event lines a day, plain files).
+MAKE_RUN_SCALE = BenchScale(
+    users=20_000, days=30, events_per_day=None, files_per_day=1, compress=False
+)
+#: E at the quick scale: the same commands on a tiny sample (keeps E working in the suite).
+QUICK_MAKE_RUN_SCALE = BenchScale(
+    users=300, days=2, events_per_day=None, files_per_day=1, compress=False
+)
 
 
 @dataclass
@@ -77,9 +91,13 @@ class BenchOptions:
     #: The dev target's sample: percent of users kept, and days of history kept (None: all).
     dev_sample_pct: float | None = None
     dev_days: int | None = None
+    #: E's landing zone and the day it times (1-based; None: the last day).
+    single_scale: BenchScale = MAKE_RUN_SCALE
+    single_day: int | None = None
     #: Which parts to run: "bare" (C), "backfill" (A, then D and storage on its warehouse),
-    #: "daily" (B). A long run can be split and its results merged (`merge_results`).
-    sections: tuple[str, ...] = ("bare", "backfill", "daily")
+    #: "daily" (B), "single" (E). A long run can be split and its results merged
+    #: (`merge_results`).
+    sections: tuple[str, ...] = SECTIONS
     progress: Progress = field(default=print)
 
 
@@ -95,7 +113,13 @@ def options_for(quick: bool, **overrides: Any) -> BenchOptions:
     scale = replace(base, **{k: v for k, v in scale_fields.items() if v is not None})
     # The quick scale exercises the dev target (half of the users) as well as the harness.
     defaults: dict[str, Any] = (
-        {"repeats": 1, "early_day": 1, "dashboard_repeats": 5, "dev_sample_pct": 50.0}
+        {
+            "repeats": 1,
+            "early_day": 1,
+            "dashboard_repeats": 5,
+            "dev_sample_pct": 50.0,
+            "single_scale": QUICK_MAKE_RUN_SCALE,
+        }
         if quick
         else {}
     )

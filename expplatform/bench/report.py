@@ -101,7 +101,7 @@ def _memory_lines(label: str, runs: Sequence[dict[str, Any]], top: int = 5) -> l
 def _load_note(result: dict[str, Any]) -> str:
     loads = [
         run["load_average_1m"]
-        for section in ("backfill", "bare")
+        for section in ("backfill", "bare", "single")
         for run in (result.get(section) or {}).get("runs", [])
     ]
     for key in ("early", "late"):
@@ -122,6 +122,53 @@ def _load_note(result: dict[str, Any]) -> str:
     return note + " (the benchmark's own load: nothing else competed noticeably)."
 
 
+def _single_scale_note(result: dict[str, Any]) -> str:
+    e, meta = result.get("single"), result.get("single_landing") or {}
+    if not e:
+        return ""
+    s = e["scale"]
+    per_day = meta.get("event_lines", 0) / max(1, s["days"])
+    return (
+        f"E: the `make run` sample ({s['users']:,} users, {s['days']} days from {s['start']}, "
+        f"{meta.get('event_lines', 0):,} event lines, {per_day:,.0f} a day on average; day "
+        f"{e['day']} has {e['event_lines']:,}), default dbt target, DAGSTER_HOME of its own. "
+    )
+
+
+def _split_lines(split: dict[str, Any] | None) -> list[str]:
+    """B's late daily run as a fixed part plus a per-event part (expplatform/bench/split.py)."""
+    if not split:
+        return []
+    events = split.get("event_lines")
+    head = f"B's daily run at day {split['day']} ({split['wall_s']:.1f} s"
+    head += f", {events:,} event lines)" if events else ")"
+    lines = ["", head + " as a fixed part plus a part per event:", ""]
+    fit = split.get("two_sizes")
+    if fit:
+        small, large = fit["small"], fit["large"]
+        per_event = fit["per_million_events_s"]
+        lines.append(
+            f"- from two sizes (E's day {small['day']}: {small['event_lines']:,} event lines; "
+            f"B's day {large['day']}: {large['event_lines']:,}), the line through both whole "
+            f"runs: **fixed {fit['fixed_s']:.1f} s + {per_event:.1f} s per million events** "
+            f"(fixed part of B: {fit['fixed_s'] / split['wall_s']:.0%}). Assumes time linear in "
+            "the day's events and independent of history (B's late/early ratio checks that); "
+            "E runs the `expplatform` command on the default target, B the same job in-process "
+            "(on the dev target when sampling)."
+        )
+    steps = split.get("from_steps")
+    if steps:
+        lines.append(
+            f"- from B's step timings: fixed at least {steps['fixed_s']:.1f} s = start-up "
+            f"{steps['startup_s']:.1f} + exit {steps['exit_s']:.1f} + dbt start-up and parsing "
+            f"inside dbt steps {steps['dbt_overhead_s']:.1f} + Dagster between steps "
+            f"{steps['between_steps_s']:.1f}; the other {steps['rest_s']:.1f} s (loads, models, "
+            "tests, Python checks) counted as per-event, an upper bound: part of it scales "
+            "with users or history, not with the day's events."
+        )
+    return lines
+
+
 def _sample_note(settings: dict[str, Any]) -> str:
     if settings.get("dev_sample_pct") is None and settings.get("dev_days") is None:
         return ""
@@ -135,18 +182,25 @@ def markdown_report(result: dict[str, Any]) -> str:
     scale = result["scale"]
     machine = result.get("machine", {})
     landing = result.get("landing", {})
+    scale_line = ""
+    if landing:
+        scale_line = (
+            f"Scale: {scale['users']:,} users, {scale['days']} days, "
+            f"{scale['events_per_day'] or 0:,} events/day "
+            f"({landing.get('event_lines', 0):,} event lines, "
+            f"{scale['files_per_day']} files/day, gzip={scale['compress']}). "
+        )
     lines = [
         f"### expplatform bench {result['timestamp']}"
         + (" (quick scale: targets apply to the default scale)" if result.get("quick") else ""),
         "",
-        f"Scale: {scale['users']:,} users, {scale['days']} days, "
-        f"{scale['events_per_day']:,} events/day ({landing.get('event_lines', 0):,} event lines, "
-        f"{scale['files_per_day']} files/day, gzip={scale['compress']}). "
-        f"Machine: {machine.get('cpus')} CPUs ({machine.get('cpu_model', '?')}), "
+        scale_line + _single_scale_note(result) + f"Machine: {machine.get('cpus')} CPUs "
+        f"({machine.get('cpu_model', '?')}), "
         f"{machine.get('memory_gib', '?')} GiB; DuckDB {machine.get('duckdb')} with "
         f"memory_limit={result['settings']['duckdb_memory_limit']}, "
         f"threads={result['settings']['duckdb_threads']}; "
-        f"{result['settings']['repeats']} repetition(s)." + _sample_note(result["settings"]),
+        f"{result['settings']['repeats']} repetition(s)."
+        + (_sample_note(result["settings"]) if landing else ""),
         "",
         _load_note(result),
         "",
@@ -205,6 +259,18 @@ def markdown_report(result: dict[str, Any]) -> str:
             f"| storage | warehouse file (MiB) | {storage['warehouse_bytes'] / 2**20:,.0f} | "
             f"landing zone: {storage['landing_bytes'] / 2**20:,.0f} |"
         )
+    e = result.get("single")
+    if e:
+        label = f"E make-run day {e['day']} ({e['date']}), `expplatform materialize`"
+        row(label, "wall time, command start to exit (s)", e["wall_s"], ".1f")
+        row(label, "of which the Dagster run (s)", e["execute_s"], ".1f")
+        row(label, "of which outside the run: start-up, exit (s)", e.get("outside_run_s"), ".1f")
+        row(label, "peak RSS, process tree (GiB)", e["peak_rss_gib"], ".2f")
+        build = e["build"]
+        lines.append(
+            f"| E build {build['range'][0]}..{build['range'][1]} | wall time (s), once | "
+            f"{build['wall_s']:.1f} | |"
+        )
     eq = result.get("equivalence")
     if eq:
         verdict = {True: "identical", False: "DIFFERENT", None: eq.get("skipped", "skipped")}
@@ -226,6 +292,15 @@ def markdown_report(result: dict[str, Any]) -> str:
             lines += _step_breakdown(b[key]["runs"])
     if b:
         lines += ["", *_growth_lines(b)]
+    if e:
+        lines += ["", f"Where E's time went at day {e['day']} (median seconds):", ""]
+        lines += _step_breakdown(e["runs"])
+        if e.get("outside_run_s", {}).get("median") is not None:
+            lines.append(
+                "- outside the Dagster run (interpreter, imports, definitions, exit): "
+                f"{e['outside_run_s']['median']:.1f}"
+            )
+    lines += _split_lines(result.get("daily_split"))
     if c:
         per: dict[str, list[float]] = {}
         for run in c["runs"]:

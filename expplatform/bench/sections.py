@@ -129,8 +129,8 @@ def section_single(ws: Workspace, options: BenchOptions) -> dict[str, Any]:
     `expplatform materialize --start D --end D` is timed as a whole process (command
     start to exit: interpreter, imports, definitions, the Dagster run, exit), each
     repetition on a copy of the built warehouse. The partition is already there, so
-    each repetition replaces it, which is the same work as its first arrival: load
-    the day's files, recompute the lookback window and what depends on it.
+    each repetition replaces it, through the same steps as its first arrival: load the
+    day's files, recompute the lookback window and what depends on it.
     """
     scale = ws.scale
     day = lambda n: scale.start + timedelta(days=n - 1)  # noqa: E731  (1-based day numbers)

@@ -50,7 +50,7 @@ def build_resources(settings: Settings, registry: SourceRegistry) -> dict[str, o
     """The resources of the platform; tests pass their own settings (temporary paths)."""
     return {
         "warehouse": WarehouseResource(
-            path=str(settings.duckdb_path),
+            database=str(settings.duckdb_path),
             memory_limit=settings.duckdb_memory_limit,
             threads=settings.duckdb_threads,
             dbt_project_dir=str(settings.dbt_project_dir),

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster_duckdb import DuckDBResource
 
 from expplatform.catalog import ddl
 
@@ -169,21 +169,22 @@ def pause_point(point: str, detail: str = "") -> None:
     time.sleep(600)
 
 
-class WarehouseResource(ConfigurableResource):
+class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse: where it is, its limits, and how to open it (with the lock wait).
 
-    Every asset and check opens the warehouse through :meth:`connect`, so the retry on a busy
-    file, the recovery message after a crash and the creation of the raw/ops tables live here.
+    dagster-duckdb's resource, with the platform's way of connecting: every asset opens the
+    warehouse through :meth:`connect`, so the wait on a busy file (with a message saying who
+    holds it), the recovery line after a crash, the memory and thread limits and the creation
+    of the declared raw/ops tables live in one place.
     """
 
-    path: str
     memory_limit: str = "3GB"
     threads: int = 2
     dbt_project_dir: str = ""
 
     @property
     def database_path(self) -> Path:
-        return Path(self.path).resolve()
+        return Path(self.database).resolve()
 
     def connect(
         self,

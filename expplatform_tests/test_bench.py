@@ -8,24 +8,27 @@ against the targets (those apply to the default scale, run by hand).
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from expplatform.bench.harness import (
+from expplatform.bench.harness import run_bench
+from expplatform.bench.landing import day_event_lines
+from expplatform.bench.memory import run_measured
+from expplatform.bench.merge import merge_results
+from expplatform.bench.options import (
+    MAKE_RUN_SCALE,
+    QUICK_MAKE_RUN_SCALE,
     QUICK_SCALE,
     BenchScale,
-    _load_note,
-    evaluate_targets,
-    markdown_report,
-    merge_results,
     options_for,
-    run_bench,
-    summarize,
 )
-from expplatform.bench.memory import run_measured
+from expplatform.bench.report import _load_note, markdown_report
+from expplatform.bench.split import daily_split, step_overheads, two_point_fit
 from expplatform.bench.sql import (
     COMPARED_TABLES,
     DevSample,
@@ -33,6 +36,8 @@ from expplatform.bench.sql import (
     bare_statements,
     dashboard_queries,
 )
+from expplatform.bench.targets import evaluate_targets
+from expplatform.bench.workspace import summarize
 from expplatform.cli import build_parser
 from expplatform.config import DBT_PROJECT_DIR
 
@@ -45,6 +50,88 @@ def test_summarize() -> None:
 def test_scale_key_names_every_parameter() -> None:
     key = BenchScale(users=10, days=2, events_per_day=30, files_per_day=4, seed=7).key()
     assert key == "u10-d2-e30-f4-s7-2025-12-01-gz"
+
+
+def test_make_run_scale_is_the_make_run_sample() -> None:
+    # `make run`: sample-data --days 30 --users 20000 (default events, one plain file a day)
+    assert MAKE_RUN_SCALE.key() == "u20000-d30-eauto-f1-s42-2025-12-01-plain"
+    assert options_for(False).single_scale == MAKE_RUN_SCALE
+    assert options_for(True).single_scale == QUICK_MAKE_RUN_SCALE
+    assert options_for(False, single_day=12).single_day == 12
+    assert options_for(False).sections == ("bare", "backfill", "daily", "single")
+
+
+def test_two_point_fit_by_hand() -> None:
+    # 60,000 events in 12 s and 3,000,000 in 75 s: slope 63 / 2,940,000 s per event
+    # = 21.4286 s per million; intercept 12 - 60,000 * 63 / 2,940,000 = 10.7143 s.
+    fit = two_point_fit((60_000, 12.0), (3_000_000, 75.0))
+    assert fit == {
+        "fixed_s": pytest.approx(10.7142857),
+        "per_million_events_s": pytest.approx(21.4285714),
+    }
+    assert two_point_fit((100, 1.0), (100, 2.0)) is None
+
+
+def _daily_run(wall: float, startup: float, execute: float) -> dict:
+    steps = {
+        "load": {"seconds": 6.0},
+        "dbt_daily": {"seconds": 10.0, "models_s": 4.0, "tests_s": 2.0},
+        "dbt_marts": {"seconds": 4.0, "models_s": 1.0},
+    }
+    return {
+        "wall_s": wall,
+        "detail": {"startup_s": startup, "execute_s": execute, "steps": steps},
+    }
+
+
+def test_step_overheads_by_hand() -> None:
+    # steps 6 + 10 + 4 = 20 s of a 22 s execution: 2 s between steps; dbt's own time
+    # (10 - 4 - 2) + (4 - 1) = 7 s; exit 30 - 5 - 22 = 3 s; fixed 5 + 3 + 7 + 2 = 17 s.
+    split = step_overheads([_daily_run(30.0, 5.0, 22.0)])
+    assert split == {
+        "wall_s": 30.0,
+        "startup_s": 5.0,
+        "exit_s": 3.0,
+        "dbt_overhead_s": 7.0,
+        "between_steps_s": 2.0,
+        "fixed_s": 17.0,
+        "rest_s": 13.0,
+    }
+
+
+def test_daily_split_uses_e_as_the_small_day() -> None:
+    def series(median: float) -> dict:
+        return {"median": median, "min": median, "max": median, "n": 1}
+
+    result = {
+        "daily": {
+            "late": {"day": 30, "event_lines": 3_000_000, "wall_s": series(75.0), "runs": []}
+        },
+        "single": {"day": 30, "event_lines": 60_000, "wall_s": series(12.0)},
+    }
+    split = daily_split(result)
+    assert split["two_sizes"]["fixed_s"] == pytest.approx(10.7142857)
+    assert split["two_sizes"]["small"] == {"day": 30, "event_lines": 60_000}
+    assert split["from_steps"] is None  # no step timings in this hand-made result
+    assert daily_split({"single": result["single"]}) is None
+
+
+def test_day_event_lines_counts_what_the_loaders_read(tmp_path: Path) -> None:
+    ld = tmp_path / "launchdarkly" / "date=2025-12-02"
+    legacy = tmp_path / "legacy" / "date=2025-12-02"
+    ld.mkdir(parents=True)
+    legacy.mkdir(parents=True)
+    with gzip.open(ld / "part-000.jsonl.gz", "wb") as fh:
+        fh.write(b"{}\n{}\n{}\n")
+    (ld / "part-001.jsonl").write_bytes(b"{}\n{}\n")
+    (ld / "_in_flight.jsonl").write_bytes(b"{}\n" * 50)  # ignored, like the loaders do
+    (legacy / "part-000.csv").write_bytes(
+        b"id,user,timestamp,key,variation_name,value\n" + b"x\n" * 4
+    )
+    (tmp_path / "legacy" / "date=2025-12-01").mkdir()
+    (tmp_path / "legacy" / "date=2025-12-01" / "part-000.csv").write_bytes(b"h\nx\n")
+    assert day_event_lines(tmp_path, date(2025, 12, 2)) == 3 + 2 + 4
+    assert day_event_lines(tmp_path, date(2025, 12, 3)) == 0
 
 
 def test_options_quick_defaults_and_overrides(tmp_path: Path) -> None:
@@ -66,6 +153,8 @@ def test_cli_parses_bench_flags() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--repeats", "2", "--days", "4"])
     assert args.quick and args.repeats == 2 and args.days == 4
     assert args.func.__name__ == "cmd_bench"
+    args = build_parser().parse_args(["bench", "--sections", "single", "--single-day", "5"])
+    assert args.sections == "single" and args.single_day == 5
 
 
 def test_bare_script_renders_every_placeholder(tmp_path: Path) -> None:
@@ -258,6 +347,14 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert d["adhoc"]["warm_ms"]["median"] > 0
     assert data["storage"]["warehouse_bytes"] > 0
     assert {t["target"] for t in data["targets"]} >= {"A backfill wall / C bare wall"}
+    # E: the make-run commands on a tiny sample: built once, then its last day timed whole.
+    e = data["single"]
+    assert e["day"] == 2 and e["event_lines"] > 0 and e["build"]["wall_s"] > 0
+    assert 0 < e["execute_s"]["median"] < e["wall_s"]["median"] < 900
+    assert e["runs"][0]["detail"]["steps"]  # the run's steps, read back from its DAGSTER_HOME
+    assert any(t["target"].startswith("E make-run day 2") for t in data["targets"])
+    split = data["daily_split"]
+    assert split["from_steps"]["fixed_s"] > 0 and "two_sizes" in split
     assert "| A / C |" in path.with_suffix(".md").read_text()
     assert not list((tmp_path / "work").iterdir())  # the work folder was removed
 
@@ -270,3 +367,71 @@ def test_load_note_says_whether_other_work_competed() -> None:
     assert "nothing else competed" in _load_note(result(1.7, 1.9, 2.4))
     assert "other work was competing" in _load_note(result(1.7, 2.6))
     assert _load_note({"machine": {"cpus": 2}}) == ""
+
+
+def _single(median: float) -> dict:
+    s = {"median": median, "min": median - 1, "max": median + 1, "n": 3}
+    return {
+        "day": 30,
+        "date": "2025-12-30",
+        "event_lines": 60_000,
+        "scale": {"users": 20_000, "days": 30, "start": "2025-12-01"},
+        "wall_s": s,
+        "execute_s": {"median": 9.0, "min": 9.0, "max": 9.0, "n": 3},
+        "outside_run_s": {"median": 3.0, "min": 3.0, "max": 3.0, "n": 3},
+        "peak_rss_gib": {"median": 0.5, "min": 0.5, "max": 0.5, "n": 3},
+        "build": {"range": ["2025-12-01", "2025-12-30"], "wall_s": 95.0, "peak_rss_gib": 1.0},
+        "runs": [],
+    }
+
+
+def test_e_target_report_and_merge_of_an_e_only_part(tmp_path: Path) -> None:
+    common = {
+        "quick": False,
+        "scale": {"users": 1, "days": 2, "events_per_day": 3, "files_per_day": 1, "compress": True},
+        "settings": {"duckdb_memory_limit": "3GB", "duckdb_threads": 2, "repeats": 3},
+        "machine": {"cpus": 2},
+        "complete": True,
+        "errors": {},
+    }
+    e_only = {
+        **common,
+        "timestamp": "t",
+        "sections": ["single"],
+        "single": _single(12.0),
+        "single_landing": {"event_lines": 1_800_000},
+    }
+    targets = {t["target"]: t for t in evaluate_targets(e_only)}
+    e_target = targets["E make-run day 30, command start to exit (s, median)"]
+    assert (e_target["value"], e_target["limit"], e_target["met"]) == (12.0, 10.0, False)
+    assert evaluate_targets({**e_only, "single": _single(9.5)})[0]["met"] is True
+    e_only["targets"] = list(targets.values())
+    report = markdown_report(e_only)
+    assert "| E make-run day 30 (2025-12-30), `expplatform materialize` | wall time" in report
+    assert "60,000 event lines" not in report.split("E: the")[0]  # no main-scale line
+    assert "day 30 has 60,000" in report
+
+    def series(median: float) -> dict:
+        return {"median": median, "min": median, "max": median, "n": 1}
+
+    b_part = {
+        **common,
+        "sections": ["daily"],
+        "landing": {"event_lines": 6},
+        "daily": {
+            "early": {"day": 1, "date": "d1", "wall_s": series(70.0), "execute_s": series(60.0),
+                      "peak_rss_gib": series(1.0), "runs": []},
+            "late": {"day": 2, "date": "d2", "event_lines": 3_000_000, "wall_s": series(75.0),
+                     "execute_s": series(65.0), "peak_rss_gib": series(1.0), "runs": []},
+            "late_over_early": 75.0 / 70.0,
+            "late_over_early_execute": 65.0 / 60.0,
+        },
+    }  # fmt: skip
+    (tmp_path / "b.json").write_text(json.dumps(b_part))
+    (tmp_path / "e.json").write_text(json.dumps(e_only))
+    merged, path = merge_results([tmp_path / "b.json", tmp_path / "e.json"], tmp_path)
+    assert merged["landing"] == {"event_lines": 6}  # from the part that has one
+    assert merged["single"]["wall_s"]["median"] == 12.0
+    # 60,000 events in 12 s, 3,000,000 in 75 s: fixed 10.71 s + 21.43 s per million events
+    assert merged["daily_split"]["two_sizes"]["fixed_s"] == pytest.approx(10.7142857)
+    assert "fixed 10.7 s + 21.4 s per million events" in path.with_suffix(".md").read_text()

@@ -605,7 +605,7 @@ def test_raw_checks_are_evaluated_in_the_load_step_per_partition(tmp_path):
         assets=assets,
         jobs=[job],
         resources={
-            "warehouse": WarehouseResource(path=str(warehouse)),
+            "warehouse": WarehouseResource(database=str(warehouse)),
             "landing": LandingZoneResource(landing_dir=str(landing), lookback_days=2),
         },
     )

@@ -34,6 +34,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--early-day", type=_positive, help="the early daily run of B (default 10; last = --days)"
     )
+    run.add_argument(
+        "--single-day",
+        type=_positive,
+        help="the day E times on the make-run sample (default: its last day, 30)",
+    )
     run.add_argument("--memory-limit", help="DuckDB memory_limit of every run (3GB)")
     run.add_argument("--threads", type=_positive, help="DuckDB threads of every run (2)")
     run.add_argument(
@@ -54,8 +59,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--sections",
-        help="comma-separated parts to run: bare (C), backfill (A + D + storage), daily (B); "
-        "default all. Merge the results of parts run separately with --merge",
+        help="comma-separated parts to run: bare (C), backfill (A + D + storage), daily (B), "
+        "single (E: one day of the make-run sample, command start to exit); default all. "
+        "Merge the results of parts run separately with --merge",
     )
     parser.add_argument(
         "--merge",
@@ -73,13 +79,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the benchmark as the flags say; print the markdown table; 0 when every run succeeded."""
-    from expplatform.bench.harness import (
-        DEFAULT_RESULTS_DIR,
-        markdown_report,
-        merge_results,
-        options_for,
-        run_bench,
-    )
+    from expplatform.bench.harness import run_bench
+    from expplatform.bench.merge import merge_results
+    from expplatform.bench.options import DEFAULT_RESULTS_DIR, options_for
+    from expplatform.bench.report import markdown_report
 
     if args.merge:
         merged, path = merge_results(args.merge, args.results_dir or DEFAULT_RESULTS_DIR)
@@ -97,6 +100,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         seed=args.seed,
         repeats=args.repeats,
         early_day=args.early_day,
+        single_day=args.single_day,
         memory_limit=args.memory_limit,
         threads=args.threads,
         max_rss_gib=args.max_rss_gb,

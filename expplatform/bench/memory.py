@@ -1,11 +1,11 @@
-"""Resident memory of a process tree, measured two ways (Linux /proc and wait4).
+"""Resident memory of a process tree, measured two ways (psutil and wait4).
 
-- **Sampled tree RSS**: a thread sums ``VmRSS`` over the process and all its
-  descendants every ``interval`` seconds and keeps the peak of the sum. It
-  sees concurrent processes (the Dagster run and its dbt subprocess) but can
-  miss a spike shorter than the interval, and it counts shared pages (the
-  Python interpreter, libraries) once per process: an over-estimate of the
-  tree's true footprint.
+- **Sampled tree RSS**: a thread sums the resident set size of the process and
+  all its descendants (psutil) every ``interval`` seconds and keeps the peak
+  of the sum. It sees concurrent processes (the Dagster run and its dbt
+  subprocess) but can miss a spike shorter than the interval, and it counts
+  shared pages (the Python interpreter, libraries) once per process: an
+  over-estimate of the tree's true footprint.
 - **Largest single process**: ``ru_maxrss`` of the child as returned by
   ``wait4``: the kernel's exact high-water mark of the child and of every
   descendant it reaped (dbt included), the largest one, never a sum.
@@ -24,74 +24,35 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PROC = Path("/proc")
+import psutil
 
 
-def _stat_field(pid: int, index: int) -> int | None:
-    """An integer field of /proc/<pid>/stat after the command name (0: state, 1: ppid, 2: pgrp)."""
-    try:
-        text = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces: parse after it.
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return int(fields[index])
-    except (IndexError, ValueError):
-        return None
+def kill_group(pgid: int) -> None:
+    """SIGKILL the process group `pgid` (one this module created with ``start_new_session``).
 
-
-def _parent_of(pid: int) -> int | None:
-    return _stat_field(pid, 1)
-
-
-def _group_of(pid: int) -> int | None:
-    return _stat_field(pid, 2)
-
-
-def kill_group_members(pgid: int) -> int:
-    """SIGKILL every live process whose process group is `pgid`; returns how many.
-
-    Used on groups this module created (``start_new_session``), by pid, so an
-    unrelated process is never signalled.
+    The group outlives its leader while any member lives, and its id is not
+    reused meanwhile: orphans of a dead child are reached, nothing else is.
     """
-    killed = 0
-    for entry in PROC.iterdir():
-        if entry.name.isdigit() and _group_of(int(entry.name)) == pgid:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-    return killed
-
-
-def process_tree(root: int) -> list[int]:
-    """The pid `root` and every live descendant of it (from a scan of /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            pid = int(entry.name)
-            parent = _parent_of(pid)
-            if parent is not None:
-                children.setdefault(parent, []).append(pid)
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return tree
-
-
-def rss_kib(pid: int) -> int:
-    """Current resident set size of a process in KiB (0 when it has gone)."""
     try:
-        for line in (PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is already empty
         pass
-    return 0
+
+
+def tree_rss_kib(root: int) -> int:
+    """Summed resident set size of `root` and its live descendants, in KiB (0 when gone)."""
+    try:
+        parent = psutil.Process(root)
+        tree = [parent, *parent.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in tree:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:  # exited (or became a zombie) between the listing and the read
+            pass
+    return total // 1024
 
 
 class TreeRssSampler:
@@ -117,7 +78,7 @@ class TreeRssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = sum(rss_kib(pid) for pid in process_tree(self.root))
+            total = tree_rss_kib(self.root)
             self.samples += 1
             self.peak_kib = max(self.peak_kib, total)
             self.timeline.append((time.time(), total))
@@ -190,7 +151,7 @@ def run_measured(
 
         def kill(total_kib: int) -> None:
             killed.set()
-            kill_group_members(proc.pid)
+            kill_group(proc.pid)
 
         limit = int(max_rss_mib * 1024) if max_rss_mib else None
         with TreeRssSampler(proc.pid, interval, limit, kill) as sampler:
@@ -200,7 +161,7 @@ def run_measured(
         wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         # Leave nothing behind: the group may hold orphans if the child died abruptly.
-        kill_group_members(proc.pid)
+        kill_group(proc.pid)
     finally:
         if log_path:
             log.close()

@@ -3,7 +3,7 @@
 Each measurement runs in a fresh process so that its wall time includes
 what a real `expplatform materialize` pays (imports, loading the
 definitions) and its peak RSS is its own, not left over from an earlier
-measurement. Two commands:
+measurement. Three commands:
 
 - ``job START END OUT``: the `materialize_all` Dagster job for arrival dates
   [START, END] as one single-run backfill, in process, recorded in
@@ -11,8 +11,10 @@ measurement. Two commands:
   (``EXPPLATFORM_*``), as for the CLI.
 - ``bare DB LANDING OUT MEMORY_LIMIT THREADS``: ``bench/bare_pipeline.sql`` on a new
   DuckDB file, with the dev target's sample when ``EXPPLATFORM_DBT_TARGET=dev``.
+- ``last-run OUT``: not measured itself: the step timings of the newest run recorded in
+  ``DAGSTER_HOME`` (section E times the `expplatform` command as a whole, then asks).
 
-Both write a JSON summary to OUT (stdout and stderr carry the logs).
+Each writes a JSON summary to OUT (stdout and stderr carry the logs).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 def run_job(start: date, end: date) -> dict[str, Any]:
     """Execute the whole graph for [start, end]; timings per step and per dbt model."""
     began = time.monotonic()
-    from dagster import DagsterEventType, DagsterInstance
+    from dagster import DagsterInstance
 
     from expplatform.definitions import defs
     from expplatform.jobs import materialize_all_job
@@ -46,6 +48,20 @@ def run_job(start: date, end: date) -> dict[str, Any]:
         raise_on_error=False,
     )
     finished = time.monotonic()
+    import expplatform
+
+    return {
+        **summarize_run(instance, result.run_id),
+        "success": bool(result.success),
+        "code": str(Path(expplatform.__file__).parent),
+        "startup_s": loaded - began,
+        "execute_s": finished - loaded,
+    }
+
+
+def summarize_run(instance: Any, run_id: str) -> dict[str, Any]:
+    """Timings per step and per dbt model and test, row counts of the loads, failures."""
+    from dagster import DagsterEventType
 
     steps: dict[str, dict[str, float]] = {}
     models: dict[str, float] = {}
@@ -53,7 +69,7 @@ def run_job(start: date, end: date) -> dict[str, Any]:
     owners: dict[tuple[str, str], str] = {}  # (measure, model or test) -> its step
     loads: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
-    for record in instance.all_logs(result.run_id):
+    for record in instance.all_logs(run_id):
         event = record.dagster_event
         if event is None:
             continue
@@ -92,14 +108,8 @@ def run_job(start: date, end: date) -> dict[str, Any]:
         duration = models[name] if measure == "models_s" else tests[name]
         step_times = steps.setdefault(step, {})
         step_times[measure] = step_times.get(measure, 0.0) + duration
-    import expplatform
-
     return {
-        "success": bool(result.success),
-        "code": str(Path(expplatform.__file__).parent),
-        "run_id": result.run_id,
-        "startup_s": loaded - began,
-        "execute_s": finished - loaded,
+        "run_id": run_id,
         "steps": {
             name: {**times, "seconds": times.get("end", 0.0) - times.get("start", 0.0)}
             for name, times in steps.items()
@@ -108,6 +118,26 @@ def run_job(start: date, end: date) -> dict[str, Any]:
         "dbt_tests_s": tests,
         "loads": loads,
         "failures": failures,
+    }
+
+
+def last_run() -> dict[str, Any]:
+    """The step timings of the newest run in ``DAGSTER_HOME``, and its own duration."""
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    instance = DagsterInstance.get()
+    runs = instance.get_runs(limit=1)
+    if not runs:
+        return {"success": False, "failures": ["no run recorded in DAGSTER_HOME"]}
+    run = runs[0]
+    stats = instance.get_run_stats(run.run_id)
+    execute = None
+    if stats.start_time is not None and stats.end_time is not None:
+        execute = stats.end_time - stats.start_time
+    return {
+        **summarize_run(instance, run.run_id),
+        "success": run.status == DagsterRunStatus.SUCCESS,
+        "execute_s": execute,
     }
 
 
@@ -154,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "job":
         start, end, out = date.fromisoformat(rest[0]), date.fromisoformat(rest[1]), Path(rest[2])
         summary = run_job(start, end)
+    elif command == "last-run":
+        out = Path(rest[0])
+        summary = last_run()
     elif command == "bare":
         db, landing, out = Path(rest[0]), Path(rest[1]), Path(rest[2])
         summary = run_bare(db, landing, rest[3], int(rest[4]))

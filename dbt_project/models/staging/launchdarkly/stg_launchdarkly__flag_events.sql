@@ -10,7 +10,7 @@ source as (
     select * from {{ source('launchdarkly', 'partner_directpush_launchdarkly_events') }}
     -- the dev target samples users and days (macros/dev_sample.sql); elsewhere: true
     where {{ dev_user_sample('event_contextkeys_user') }}
-      and {{ dev_recent_days('cast(event_creationdate as date)') }}
+        and {{ dev_recent_days('cast(event_creationdate as date)') }}
 
 ),
 

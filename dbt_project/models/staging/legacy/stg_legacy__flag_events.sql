@@ -10,7 +10,7 @@ source as (
     select * from {{ source('legacy', 'legacy_feature_flag_events') }}
     -- the dev target samples users and days (macros/dev_sample.sql); elsewhere: true
     where {{ dev_user_sample(adapter.quote('user')) }}
-      and {{ dev_recent_days('cast(' ~ adapter.quote('timestamp') ~ ' as date)') }}
+        and {{ dev_recent_days('cast(' ~ adapter.quote('timestamp') ~ ' as date)') }}
 
 ),
 

@@ -62,3 +62,24 @@ class _DbtNamespace:
 
 
 dbt = _DbtNamespace()
+
+
+def var(name: str, default: Any = None) -> Any:
+    """dbt's var(): the dbt_project.yml vars and the registry's `flag_sources`, as every dbt
+    invocation of the platform receives them (expplatform/sources.py)."""
+    from pathlib import Path
+
+    import yaml
+
+    from expplatform.sources import DEFAULT_REGISTRY
+
+    project = Path(__file__).resolve().parents[2] / "dbt_project" / "dbt_project.yml"
+    values = {
+        **(yaml.safe_load(project.read_text()).get("vars") or {}),
+        **DEFAULT_REGISTRY.dbt_vars(),
+    }
+    if name in values:
+        return values[name]
+    if default is not None:
+        return default
+    raise jinja2.UndefinedError(f"dbt var {name!r} is not defined")

@@ -141,7 +141,9 @@ def _daily_source_asset(
                     con, source, landing.path, dates, progress=context.log.info
                 )
                 if not report.files:
-                    context.log.warning(f"no {source.name} files for {dates[0]} .. {dates[-1]}")
+                    # Not a warning: a retired source (the legacy system) has no folders any
+                    # more; a delivery that stopped is the landing_delivery check's to report.
+                    context.log.info(f"no {source.name} files for {dates[0]} .. {dates[-1]}")
                 for partition, metadata in metadata_by_partition(report).items():
                     context.add_asset_metadata(
                         metadata, asset_key=source.asset_key, partition_key=partition

@@ -1,11 +1,20 @@
 """Load landing-zone files into the raw tables with DuckDB's readers (contract §2).
 
 Every file is read by DuckDB (`read_csv`, gzip handled by the reader), never
-line by line in Python. Lines the reader itself cannot take (bad encoding,
-wrong number of CSV fields, over-long lines) come back through DuckDB's
-rejects tables; every other rule is SQL over the lines. Each line ends either
-in its raw table or in `raw.rejected_records` with a reason, so for every
-file `loaded + rejected = lines`.
+line by line in Python, and parsed in the same statement: CSV fields by the
+CSV reader, each LaunchDarkly line by `json_transform` into typed fields (one
+parse). Validation is SQL over those columns. Lines the reader itself cannot
+take (bad encoding, wrong number of CSV fields, over-long lines) come back
+through DuckDB's rejects tables with their line numbers. Each line ends either
+in its raw table or in `raw.rejected_records` with a reason, so for every file
+`loaded + rejected = lines`.
+
+LaunchDarkly lines take one of two paths. The fast path loads the lines whose
+typed fields pass every rule (nearly all of them). The few others keep their
+text and go through the slow path, which parses them field by field with the
+JSON path functions and names the first rule they break, in the contract's
+order (an object where a string is expected, a string where a number is, a
+non-object `event`, invalid JSON, ...).
 
 A load of daily partitions replaces exactly those partitions (raw rows and
 rejected records) inside one transaction: a file that cannot be read rolls
@@ -17,6 +26,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import logging
 import re
 from collections import Counter
@@ -109,8 +119,8 @@ class LoadReport:
 
 # --- SQL building blocks -----------------------------------------------------------------------
 
-# Scalar JSON value → text: strings unquoted, everything else as its JSON text
-# (so `true`, `1` and `{"a": 1}` survive as written); JSON null → SQL null.
+# `csv_field` re-quotes a field for `raw_record`; `iso_datetime_ok` refuses what the cast
+# would take but the contract does not (a date alone).
 _MACROS = """
 create or replace temp macro blank(x) as x is null or trim(x) = '';
 create or replace temp macro csv_field(x) as
@@ -152,19 +162,6 @@ def _read_lines_sql() -> str:
     """
 
 
-def _read_csv_sql(columns: Sequence[str]) -> str:
-    struct = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
-    return f"""
-        select ordinality::bigint as ord, *
-        from read_csv(
-            $path, columns = {{{struct}}}, header = true, delim = ',', quote = '"', escape = '"',
-            auto_detect = false, strict_mode = true, null_padding = false,
-            max_line_size = {MAX_LINE_BYTES}, store_rejects = true,
-            rejects_table = '_reader_rejects', rejects_scan = '_reader_scans'
-        ) with ordinality
-    """
-
-
 def duckdb_file_path(path: Path) -> str:
     """`path` as DuckDB's readers must receive it to read that one file.
 
@@ -176,36 +173,32 @@ def duckdb_file_path(path: Path) -> str:
     return re.sub(r"[\[*?]", lambda m: f"[{m.group(0)}]", str(path))
 
 
-def _read_header(path: Path) -> list[str]:
-    """The CSV header of a file (BOM and CRLF tolerated); [] for an empty file."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        first = fh.readline(MAX_LINE_BYTES)
-    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-    if not text.strip():
-        return []
-    return [c.strip() for c in next(csv.reader(io.StringIO(text)))]
-
-
 def _describe(exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return first[:300]
 
 
-def _stage_lines(
-    con: duckdb.DuckDBPyConnection, read_sql: str, path: Path, first_line: int, source_file: str
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    parse_sql: str,
+    path: Path,
+    first_line: int,
+    source_file: str,
+    params: dict | None = None,
 ) -> None:
-    """Read a file into temp tables `_lines` (accepted, numbered) and `_reader_rejected`.
+    """Read and parse a file in one statement into temp table `_fast`, numbered by `_numbered`.
 
-    `first_line` is the number of the first data line (1 for JSONL, 2 for CSV
-    whose line 1 is the header). Line numbers of accepted lines are recovered
-    by skipping the numbers the reader rejected.
+    `parse_sql` reads the file (`$path`) with a DuckDB reader numbered by `ord` and types
+    its fields. Lines the reader itself rejects land in `_reader_rejected` (line number,
+    error type, text). The temp view `_numbered` adds each accepted line's `line_number`:
+    `first_line` is the number of the first data line (1 for JSONL, 2 for CSV whose line 1
+    is the header), and line numbers skip the ones the reader rejected.
     """
     con.execute("drop table if exists _reader_rejects; drop table if exists _reader_scans")
     try:
         con.execute(
-            f"create or replace temp table _raw_lines as {read_sql}",
-            {"path": duckdb_file_path(path)},
+            f"create or replace temp table _fast as {parse_sql}",
+            {**(params or {}), "path": duckdb_file_path(path)},
         )
     except duckdb.Error as exc:
         raise LoadError(f"{source_file}: cannot be read: {_describe(exc)}") from None
@@ -222,26 +215,26 @@ def _stage_lines(
     n_rejected = con.execute("select count(*) from _reader_rejected").fetchone()[0]
     if n_rejected == 0:
         con.execute(
-            f"create or replace temp table _lines as "
-            f"select ord + {first_line - 1} as line_number, * exclude (ord) from _raw_lines"
+            f"create or replace temp view _numbered as "
+            f"select ord + {first_line - 1} as line_number, * from _fast"
         )
         return
     # The k-th accepted line is the k-th line number that the reader did not reject.
     con.execute(
         f"""
-        create or replace temp table _lines as
+        create or replace temp table _line_map as
         with numbers as (
             select range + {first_line} as line_number
-            from range((select count(*) from _raw_lines) + {n_rejected})
-        ),
-        accepted as (
-            select line_number, row_number() over (order by line_number) as ord
-            from numbers
-            where line_number not in (select line_number from _reader_rejected)
+            from range((select count(*) from _fast) + {n_rejected})
         )
-        select accepted.line_number, _raw_lines.* exclude (ord)
-        from _raw_lines join accepted using (ord)
+        select line_number, row_number() over (order by line_number) as ord
+        from numbers
+        where line_number not in (select line_number from _reader_rejected)
         """
+    )
+    con.execute(
+        "create or replace temp view _numbered as "
+        "select _line_map.line_number, _fast.* from _fast join _line_map using (ord)"
     )
 
 
@@ -271,6 +264,32 @@ def _insert_reader_rejects(
 
 # --- LaunchDarkly ------------------------------------------------------------------------------
 
+# The fast path types every field of a line in one parse (`json_transform`). A VARCHAR field
+# comes out exactly as `json_extract_string` gives it (strings unquoted, other values as their
+# JSON text, JSON null as NULL, the first of duplicate keys); `creationDate` stays JSON so that
+# a number can be told from a string of digits.
+_LD_STRUCT = json.dumps(
+    {
+        "event_id": "VARCHAR",
+        "is_active": "VARCHAR",
+        "project": "VARCHAR",
+        "environment": "VARCHAR",
+        "event": {
+            "kind": "VARCHAR",
+            "creationDate": "JSON",
+            "key": "VARCHAR",
+            "version": "VARCHAR",
+            "contextKeys": {"user": "VARCHAR"},
+            "variation": "VARCHAR",
+            "variationName": "VARCHAR",
+            "value": "VARCHAR",
+            "default": "VARCHAR",
+            "reason": {"kind": "VARCHAR", "inExperiment": "VARCHAR"},
+            "prereqOf": "VARCHAR",
+        },
+    }
+)
+
 _LD_PATHS = [
     "$.event",
     "$.event_id",
@@ -291,30 +310,83 @@ _LD_PATHS = [
     "$.event.prereqOf",
 ]
 
+#: The raw LaunchDarkly columns computed from the typed fields (fast and slow path alike).
+_LD_INSERT_COLUMNS = (
+    "trim(event_id), is_active, project, environment, event_kind, event_at, event_key, "
+    "event_version, trim(user_id), event_variation, variation_name, event_value, "
+    "event_default, reason_kind, in_experiment, prereq_of"
+)
 
-def _load_launchdarkly_file(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    source_file: str,
-    load_date: date,
-    loaded_at: datetime,
-) -> FileReport:
-    _stage_lines(con, _read_lines_sql(), path, 1, source_file)
+
+def _launchdarkly_fast_sql() -> str:
+    """Read a file's lines and type them; `clean` marks the lines loaded as they are.
+
+    A clean line is valid JSON with a non-blank event id and user id and a numeric
+    `creationDate` between 10^11 ms and the load's limit: exactly the lines the slow
+    path would load, with the same values. Every other line keeps its text (`line`) for
+    the slow path, which names its reason; clean lines drop it, so the temp table holds
+    typed values only.
+    """
+    struct = _LD_STRUCT.replace("'", "''")
+    return f"""
+        with lines as ({_read_lines_sql()}),
+        typed as (
+            select ord, line,
+                   case when json_valid(line) then json_transform(line, '{struct}') end as v
+            from lines
+        ),
+        fields as (
+            select ord, line,
+                   v.event_id as event_id, v.is_active as is_active, v.project as project,
+                   v.environment as environment, v.event.kind as event_kind,
+                   v.event.key as event_key, try_cast(v.event.version as bigint) as event_version,
+                   v.event.contextKeys.user as user_id,
+                   try_cast(v.event.variation as bigint) as event_variation,
+                   v.event.variationName as variation_name, v.event.value as event_value,
+                   v.event.default as event_default, v.event.reason.kind as reason_kind,
+                   try_cast(v.event.reason.inExperiment as boolean) as in_experiment,
+                   v.event.prereqOf as prereq_of,
+                   -- a JSON number's text never starts with a quote; a string's always does
+                   case when not starts_with(v.event.creationDate::varchar, '"')
+                        then try_cast(v.event.creationDate::varchar as double) end as creation_ms
+            from typed
+        ),
+        timed as (
+            select *,
+                   -- below 10^13 ms (year 2286) the conversion cannot overflow
+                   case when creation_ms >= 1e11 and creation_ms < 1e13
+                        then epoch_ms(creation_ms::bigint) end as event_at
+            from fields
+        ),
+        judged as (
+            select *,
+                   coalesce(
+                       not blank(event_id) and not blank(user_id)
+                       and event_at < $load_date::date + interval 2 day,
+                       false
+                   ) as clean
+            from timed
+        )
+        select * exclude (line, creation_ms), case when not clean then line end as line
+        from judged
+    """
+
+
+def _launchdarkly_slow_sql() -> str:
+    """The reason of every line the fast path did not load (and the values, should it load).
+
+    Each line is parsed with `json_extract_string` over the list of paths (every field as
+    text) and `json_extract` of the two values whose JSON type matters (is `event` an
+    object, is `creationDate` a number); the reasons are checked in the contract's order.
+    """
     paths_sql = "[" + ", ".join(f"'{p}'" for p in _LD_PATHS) + "]"
-    # Each valid line is parsed twice in all: json_extract_string with the list of paths gives
-    # every field as text (strings unquoted, JSON null as NULL, objects and numbers as their
-    # JSON text), and json_extract of two paths gives the JSON values whose type matters (is
-    # `event` an object, is `creationDate` a number). Extracting every field as JSON and
-    # converting each to text re-parsed every field: 20-30% slower on a 3M-line day.
-    con.execute(
-        f"""
-        create or replace temp table _parsed as
+    return f"""
         with extracted as (
             select line_number, line,
                    case when json_valid(line) then json_extract_string(line, {paths_sql}) end as v,
                    case when json_valid(line)
                         then json_extract(line, ['$.event', '$.event.creationDate']) end as j
-            from _lines
+            from _slow_lines
         ),
         typed as (
             select line_number, line, v is not null as is_json,
@@ -353,94 +425,258 @@ def _load_launchdarkly_file(
                        then 'future_timestamp'
                end as reason
         from timed
-        """,
-        {"load_date": load_date},
-    )
+    """
+
+
+def _load_launchdarkly_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    source_file: str,
+    load_date: date,
+    loaded_at: datetime,
+) -> FileReport:
+    _stage(con, _launchdarkly_fast_sql(), path, 1, source_file, {"load_date": load_date})
     params = {"load_date": load_date, "source_file": source_file, "loaded_at": loaded_at}
     con.execute(
-        """
+        f"""
         insert into raw.partner_directpush_launchdarkly_events
-        select trim(event_id), is_active, project, environment, event_kind, event_at, event_key,
-               event_version, trim(user_id), event_variation, variation_name, event_value,
-               event_default, reason_kind, in_experiment, prereq_of,
-               $load_date, $source_file, line_number, $loaded_at
+        select {_LD_INSERT_COLUMNS}, $load_date, $source_file, line_number, $loaded_at
+        from _numbered where clean
+        """,
+        params,
+    )
+    con.execute(
+        "create or replace temp table _slow_lines as "
+        "select line_number, line from _numbered where not clean"
+    )
+    con.execute(
+        f"create or replace temp table _parsed as {_launchdarkly_slow_sql()}",
+        {"load_date": load_date},
+    )
+    con.execute(
+        f"""
+        insert into raw.partner_directpush_launchdarkly_events
+        select {_LD_INSERT_COLUMNS}, $load_date, $source_file, line_number, $loaded_at
         from _parsed where reason is null
         """,
         params,
     )
-    _insert_parsed_rejects(con, "launchdarkly", "coalesce(line, '')", params)
+    _insert_parsed_rejects(con, "launchdarkly", "_parsed", "coalesce(line, '')", params)
     _insert_reader_rejects(con, "launchdarkly", load_date, source_file, loaded_at)
-    return _file_report(con, "launchdarkly", source_file)
+    return _file_report(
+        con,
+        source_file,
+        "select null::varchar as reason from _numbered where clean "
+        "union all select reason from _parsed",
+    )
 
 
 def _insert_parsed_rejects(
-    con: duckdb.DuckDBPyConnection, source: str, raw_expr: str, params: dict
+    con: duckdb.DuckDBPyConnection, source: str, table: str, raw_expr: str, params: dict
 ) -> None:
     con.execute(
         f"""
         insert into raw.rejected_records
         select $source, $load_date, $source_file, line_number, {raw_expr}, reason, $loaded_at
-        from _parsed where reason is not null
+        from {table} where reason is not null
         """,
         {**params, "source": source},
     )
 
 
-def _file_report(con: duckdb.DuckDBPyConnection, source: str, source_file: str) -> FileReport:
-    loaded, rejected = con.execute(
-        "select count(*) filter (where reason is null), count(*) filter (where reason is not null) "
-        "from _parsed"
-    ).fetchone()
-    reader_rows = con.execute(
+def _file_report(con: duckdb.DuckDBPyConnection, source_file: str, verdicts_sql: str) -> FileReport:
+    """Count a file's outcome: `verdicts_sql` gives one `reason` per line the reader
+    accepted (null when the line was loaded); the reader's own rejects are added."""
+    report = FileReport(source_file=source_file)
+    for reason, n in con.execute(
+        f"select reason, count(*) from ({verdicts_sql}) group by reason"
+    ).fetchall():
+        if reason is None:
+            report.loaded = n
+        else:
+            report.rejected[reason] += n
+    for error_type, n in con.execute(
         "select error_type, count(*) from _reader_rejected group by error_type"
-    ).fetchall()
-    report = FileReport(source_file=source_file, loaded=loaded)
-    report.rejected.update(
-        dict(
-            con.execute(
-                "select reason, count(*) from _parsed where reason is not null group by reason"
-            ).fetchall()
-        )
-    )
-    for error_type, n in reader_rows:
+    ).fetchall():
         report.rejected[READER_REASONS.get(error_type, "malformed_line")] += n
-    report.lines = loaded + rejected + sum(n for _, n in reader_rows)
+    report.lines = report.loaded + report.rejected_total
     return report
 
 
 # --- CSV sources --------------------------------------------------------------------------------
 
 
-def _stage_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, source_file: str, required: Sequence[str]
-) -> bool:
-    """Stage a CSV file into `_lines`; False for an empty file (nothing to load)."""
+@dataclass(frozen=True)
+class _CsvSource:
+    """How one CSV source's rows are validated and typed (all fields are read as text)."""
+
+    name: str
+    table: str
+    columns: tuple[str, ...]  # required header columns, in the order raw_record lists them
+    values: tuple[str, ...]  # SQL of the raw table's data columns, in the table's order
+    reason: str  # SQL CASE naming the first rule a row breaks, null when it loads
+    partitioned: bool  # the raw table has `_load_date`
+
+
+_LEGACY = _CsvSource(
+    name=LEGACY.name,
+    table=LEGACY.table,
+    columns=LEGACY_COLUMNS,
+    values=(
+        "trim(id)",
+        'trim("user")',
+        "event_at",
+        "key",
+        "variation_name",
+        "parse_bool(value)",
+        "value",
+    ),
+    reason="""
+        case
+            when blank(id) then 'missing_event_id'
+            when blank("user") then 'missing_user_id'
+            when blank("timestamp") then 'missing_timestamp'
+            when not iso_datetime_ok("timestamp") or event_at is null then 'invalid_timestamp'
+            when event_at >= $load_date::date + interval 2 day then 'future_timestamp'
+        end
+    """,
+    partitioned=True,
+)
+_USERS = _CsvSource(
+    name=USERS.name,
+    table=USERS.table,
+    columns=USERS_COLUMNS,
+    values=(
+        "trim(user_id)",
+        "parse_iso(created_at)",
+        "nullif(trim(country), '')",
+        "parse_bool(is_test_account)",
+    ),
+    reason="""
+        case
+            when blank(user_id) then 'missing_user_id'
+            when not blank(created_at)
+                 and (not iso_datetime_ok(created_at) or parse_iso(created_at) is null)
+                then 'invalid_timestamp'
+        end
+    """,
+    partitioned=False,
+)
+_SUBSCRIPTIONS = _CsvSource(
+    name=SUBSCRIPTIONS.name,
+    table=SUBSCRIPTIONS.table,
+    columns=SUBSCRIPTION_COLUMNS,
+    values=(
+        "trim(subscription_change_id)",
+        "trim(user_id)",
+        "lower(trim(tier))",
+        "parse_iso(effective_at)",
+    ),
+    reason=f"""
+        case
+            when blank(subscription_change_id) then 'missing_event_id'
+            when blank(user_id) then 'missing_user_id'
+            when blank(effective_at) then 'missing_timestamp'
+            when not iso_datetime_ok(effective_at) or parse_iso(effective_at) is null
+                then 'invalid_timestamp'
+            when lower(trim(tier)) not in ({", ".join(f"'{t}'" for t in TIERS)}) or tier is null
+                then 'invalid_tier'
+        end
+    """,
+    partitioned=False,
+)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _csv_fast_sql(source: _CsvSource, header: Sequence[str]) -> str:
+    """Read, validate and type a CSV file in one pass.
+
+    Every header column is read (so each row's field count is checked) but only the
+    required ones are kept. `raw_record`, the row as CSV text, is built for rejected rows
+    only.
+    """
+    struct = ", ".join(f"'{c.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in header)
+    columns = ", ".join(_quote_ident(c) for c in source.columns)
+    values = ", ".join(f"{sql} as _v{i}" for i, sql in enumerate(source.values))
+    raw_record = ", ".join(f"csv_field({_quote_ident(c)})" for c in source.columns)
+    # the legacy reason and value share the parsed timestamp: parse it once
+    event_at = 'parse_iso("timestamp")' if source is _LEGACY else "null::timestamp"
+    return f"""
+        with lines as (
+            select ordinality::bigint as ord, {columns}
+            from read_csv(
+                $path, columns = {{{struct}}}, header = true, delim = ',', quote = '"',
+                escape = '"', auto_detect = false, strict_mode = true, null_padding = false,
+                max_line_size = {MAX_LINE_BYTES}, store_rejects = true,
+                rejects_table = '_reader_rejects', rejects_scan = '_reader_scans'
+            ) with ordinality
+        ),
+        timed as (select *, {event_at} as event_at from lines),
+        judged as (select *, {source.reason} as reason from timed)
+        select ord, {values}, reason,
+               case when reason is not null then concat_ws(',', {raw_record}) end as raw_record
+        from judged
+    """
+
+
+def _read_header(path: Path, source_file: str) -> list[str]:
+    """The CSV header of a file (BOM and CRLF tolerated); [] for an empty file."""
+    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        header = _read_header(path)
+        with opener(path, "rb") as fh:
+            first = fh.readline(MAX_LINE_BYTES)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise LoadError(f"{source_file}: cannot be read: {exc}") from None
+    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    if not text.strip():
+        return []
+    return [c.strip() for c in next(csv.reader(io.StringIO(text)))]
+
+
+def _load_csv_file(
+    con: duckdb.DuckDBPyConnection,
+    source: _CsvSource,
+    path: Path,
+    source_file: str,
+    load_date: date | None,
+    loaded_at: datetime,
+) -> FileReport:
+    header = _read_header(path, source_file)
     if not header:
-        return False
-    missing = [c for c in required if c not in header]
+        return FileReport(source_file=source_file)  # empty file: nothing to load
+    missing = [c for c in source.columns if c not in header]
     if missing:
         raise LoadError(
             f"{source_file}: missing required column(s) {', '.join(missing)} "
-            f"(header is {', '.join(header)}; expected {', '.join(required)})"
+            f"(header is {', '.join(header)}; expected {', '.join(source.columns)})"
         )
     if len(set(header)) != len(header):
         raise LoadError(f"{source_file}: duplicate column names in header {', '.join(header)}")
-    # Extra columns are read (so the field count of each row is checked) and then ignored.
-    _stage_lines(con, _read_csv_sql(header), path, 2, source_file)
-    return True
-
-
-def _empty_parsed(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(
-        "create or replace temp table _parsed as select 1 as x, null::varchar as reason where false"
+    _stage(
+        con,
+        _csv_fast_sql(source, header),
+        path,
+        2,
+        source_file,
+        {"load_date": load_date} if source.partitioned else None,
     )
+    values = ", ".join(f"_v{i}" for i in range(len(source.values)))
+    lineage = "$load_date, " if source.partitioned else ""
+    params = {"load_date": load_date, "source_file": source_file, "loaded_at": loaded_at}
     con.execute(
-        "create or replace temp table _reader_rejected as select null::varchar as error_type where false"
+        f"""
+        insert into {source.table}
+        select {values}, {lineage}$source_file, line_number, $loaded_at
+        from _numbered where reason is null
+        """,
+        {k: v for k, v in params.items() if source.partitioned or k != "load_date"},
     )
+    _insert_parsed_rejects(con, source.name, "_numbered", "raw_record", params)
+    _insert_reader_rejects(con, source.name, load_date, source_file, loaded_at)
+    return _file_report(con, source_file, "select reason from _numbered")
 
 
 def _load_legacy_file(
@@ -450,117 +686,19 @@ def _load_legacy_file(
     load_date: date,
     loaded_at: datetime,
 ) -> FileReport:
-    if not _stage_csv(con, path, source_file, LEGACY_COLUMNS):
-        _empty_parsed(con)
-        return _file_report(con, "legacy", source_file)
-    con.execute(
-        """
-        create or replace temp table _parsed as
-        select line_number, id, "user", "timestamp", key, variation_name, value,
-               parse_iso("timestamp") as event_at,
-               concat_ws(',', csv_field(id), csv_field("user"), csv_field("timestamp"), csv_field(key),
-                         csv_field(variation_name), csv_field(value)) as raw_record,
-               case
-                   when blank(id) then 'missing_event_id'
-                   when blank("user") then 'missing_user_id'
-                   when blank("timestamp") then 'missing_timestamp'
-                   when not iso_datetime_ok("timestamp") or parse_iso("timestamp") is null
-                       then 'invalid_timestamp'
-                   when parse_iso("timestamp") >= $load_date::date + interval 2 day
-                       then 'future_timestamp'
-               end as reason
-        from _lines
-        """,
-        {"load_date": load_date},
-    )
-    params = {"load_date": load_date, "source_file": source_file, "loaded_at": loaded_at}
-    con.execute(
-        """
-        insert into raw.legacy_feature_flag_events
-        select trim(id), trim("user"), event_at, key, variation_name, parse_bool(value), value,
-               $load_date, $source_file, line_number, $loaded_at
-        from _parsed where reason is null
-        """,
-        params,
-    )
-    _insert_parsed_rejects(con, "legacy", "raw_record", params)
-    _insert_reader_rejects(con, "legacy", load_date, source_file, loaded_at)
-    return _file_report(con, "legacy", source_file)
+    return _load_csv_file(con, _LEGACY, path, source_file, load_date, loaded_at)
 
 
 def _load_users_file(
     con: duckdb.DuckDBPyConnection, path: Path, source_file: str, loaded_at: datetime
 ) -> FileReport:
-    if not _stage_csv(con, path, source_file, USERS_COLUMNS):
-        _empty_parsed(con)
-        return _file_report(con, "users", source_file)
-    con.execute(
-        """
-        create or replace temp table _parsed as
-        select line_number, user_id, created_at, country, is_test_account,
-               concat_ws(',', csv_field(user_id), csv_field(created_at), csv_field(country),
-                         csv_field(is_test_account)) as raw_record,
-               case
-                   when blank(user_id) then 'missing_user_id'
-                   when not blank(created_at)
-                        and (not iso_datetime_ok(created_at) or parse_iso(created_at) is null)
-                       then 'invalid_timestamp'
-               end as reason
-        from _lines
-        """
-    )
-    params = {"load_date": None, "source_file": source_file, "loaded_at": loaded_at}
-    con.execute(
-        """
-        insert into raw.users
-        select trim(user_id), parse_iso(created_at), nullif(trim(country), ''),
-               parse_bool(is_test_account), $source_file, line_number, $loaded_at
-        from _parsed where reason is null
-        """,
-        {"source_file": source_file, "loaded_at": loaded_at},
-    )
-    _insert_parsed_rejects(con, "users", "raw_record", params)
-    _insert_reader_rejects(con, "users", None, source_file, loaded_at)
-    return _file_report(con, "users", source_file)
+    return _load_csv_file(con, _USERS, path, source_file, None, loaded_at)
 
 
 def _load_subscriptions_file(
     con: duckdb.DuckDBPyConnection, path: Path, source_file: str, loaded_at: datetime
 ) -> FileReport:
-    if not _stage_csv(con, path, source_file, SUBSCRIPTION_COLUMNS):
-        _empty_parsed(con)
-        return _file_report(con, "subscriptions", source_file)
-    tiers = ", ".join(f"'{t}'" for t in TIERS)
-    con.execute(
-        f"""
-        create or replace temp table _parsed as
-        select line_number, subscription_change_id, user_id, tier, effective_at,
-               concat_ws(',', csv_field(subscription_change_id), csv_field(user_id), csv_field(tier),
-                         csv_field(effective_at)) as raw_record,
-               case
-                   when blank(subscription_change_id) then 'missing_event_id'
-                   when blank(user_id) then 'missing_user_id'
-                   when blank(effective_at) then 'missing_timestamp'
-                   when not iso_datetime_ok(effective_at) or parse_iso(effective_at) is null
-                       then 'invalid_timestamp'
-                   when lower(trim(tier)) not in ({tiers}) or tier is null then 'invalid_tier'
-               end as reason
-        from _lines
-        """
-    )
-    params = {"load_date": None, "source_file": source_file, "loaded_at": loaded_at}
-    con.execute(
-        """
-        insert into raw.subscription_changes
-        select trim(subscription_change_id), trim(user_id), lower(trim(tier)), parse_iso(effective_at),
-               $source_file, line_number, $loaded_at
-        from _parsed where reason is null
-        """,
-        {"source_file": source_file, "loaded_at": loaded_at},
-    )
-    _insert_parsed_rejects(con, "subscriptions", "raw_record", params)
-    _insert_reader_rejects(con, "subscriptions", None, source_file, loaded_at)
-    return _file_report(con, "subscriptions", source_file)
+    return _load_csv_file(con, _SUBSCRIPTIONS, path, source_file, None, loaded_at)
 
 
 # --- public API -----------------------------------------------------------------------------------

@@ -131,6 +131,84 @@ class TestLaunchDarkly:
             "launchdarkly/date=2025-12-01/part-000.jsonl"
         ]
 
+    def test_fields_of_any_json_type_load_as_their_text(self, con, landing):
+        """Values typed otherwise than usual: loaded as text exactly like strings would be."""
+        lines = [
+            # 1: numeric id, padded user, float ms, numbers and booleans as strings
+            '{"event_id": 42, "is_active": "Y", "event": {"kind": "feature", '
+            '"creationDate": 1764584100000.0, "key": "vault-launch", "version": "7", '
+            '"contextKeys": {"user": " u-1 "}, "variation": 1, "variationName": "treatment", '
+            '"value": "on", "default": null, "reason": {"kind": "RULE_MATCH", "inExperiment": "true"}}}',
+            # 2: an object as user id, an array as value, a number as project
+            '{"event_id": "ld-2", "is_active": "N", "project": 3, "event": {"kind": "debug", '
+            '"creationDate": 1764584100000, "key": "k", "contextKeys": {"user": {"id": 7}}, '
+            '"variationName": null, "value": [1, "a"], "reason": {"kind": "OFF"}, "prereqOf": "parent"}}',
+            '{"event_id": " ", "event": {"creationDate": 1764584100000, "contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-4", "event": {"creationDate": "1764584100000", "contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-5", "event": {"creationDate": true, "contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-6", "event": {"contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-7", "event": {"creationDate": 1764584100000, "contextKeys": "u"}}',
+            '{"event_id": "ld-8", "event": "x"}',
+            '{"event_id": "ld-9", "event": {}}',
+            "   ",
+            '{"event_id": "ld-11", "event": {"creationDate": 1e30, "contextKeys": {"user": "u"}}}',
+            # 12: 2025-12-03 23:59:59.9994: rounds to the last millisecond before the limit
+            '{"event_id": "ld-12", "event": {"creationDate": 1764806399999.4, "contextKeys": {"user": "u"}}}',
+        ]
+        write_text(ld_path(landing, D2), "\n".join(lines) + "\n")
+
+        report = load_daily_partitions(con, LAUNCHDARKLY, landing, [D2])
+
+        assert (report.lines, report.loaded, report.rejected) == (12, 3, 9)
+        assert table(
+            con,
+            "select event_id, event_contextkeys_user, event_creationdate, event_version, "
+            "event_variation, event_value, event_default, event_in_experiment, project, "
+            "event_prereqof, _line_number from raw.partner_directpush_launchdarkly_events "
+            "order by _line_number",
+        ) == [
+            ("42", "u-1", datetime(2025, 12, 1, 10, 15), 7, 1, "on", None, True, None, None, 1),
+            ("ld-2", '{"id":7}', datetime(2025, 12, 1, 10, 15), None, None, '[1,"a"]', None, None,
+             "3", "parent", 2),
+            ("ld-12", "u", datetime(2025, 12, 3, 23, 59, 59, 999000), None, None, None, None, None,
+             None, None, 12),
+        ]  # fmt: skip
+        f = "launchdarkly/date=2025-12-02/part-000.jsonl"
+        assert rejects(con, "launchdarkly") == [
+            (f, 3, "missing_event_id"),
+            (f, 4, "invalid_timestamp"),
+            (f, 5, "invalid_timestamp"),
+            (f, 6, "missing_timestamp"),
+            (f, 7, "missing_user_id"),
+            (f, 8, "missing_event"),
+            (f, 9, "missing_user_id"),
+            (f, 10, "empty_line"),
+            (f, 11, "invalid_timestamp"),
+        ]
+
+    def test_a_folder_of_many_files_is_read_in_batches(self, con, landing):
+        names = [f"part-{i:03d}.jsonl" for i in range(11)]  # more than one batch
+        for i, name in enumerate(names):
+            write_text(ld_path(landing, D1, name), f"{ld_line(f'ld-{i}', 'u', MS_1015)}\nx\n")
+        write_text(ld_path(landing, D2), ld_line("ld-d2", "u", MS_1015) + "\n")
+
+        report = load_daily_partitions(con, LAUNCHDARKLY, landing, [D1, D2])
+
+        assert [(f.source_file, f.lines, f.loaded, dict(f.rejected)) for f in report.files] == [
+            (f"launchdarkly/date=2025-12-01/{name}", 2, 1, {"invalid_json": 1}) for name in names
+        ] + [("launchdarkly/date=2025-12-02/part-000.jsonl", 1, 1, {})]
+        assert table(
+            con,
+            "select event_id, _source_file, _line_number, _load_date "
+            "from raw.partner_directpush_launchdarkly_events order by _source_file, event_id",
+        ) == [
+            (f"ld-{i}", f"launchdarkly/date=2025-12-01/{name}", 1, D1)
+            for i, name in enumerate(names)
+        ] + [("ld-d2", "launchdarkly/date=2025-12-02/part-000.jsonl", 1, D2)]
+        assert rejects(con, "launchdarkly") == [
+            (f"launchdarkly/date=2025-12-01/{name}", 2, "invalid_json") for name in names
+        ]
+
 
 class TestLegacy:
     HEADER = "id,user,timestamp,key,variation_name,value"

@@ -447,11 +447,12 @@ EXPOSURES_SPECS = [
         RECONCILIATION,
         EXPOSURES_KEY,
         "ERROR when, on an event date recomputed by the last daily run (ops.recompute_dates), "
-        "the distinct exposed users per experiment recomputed independently from the staging "
-        "views (dedup and retraction per event id, active feature evaluations that are not "
-        "prerequisites, registered flag, within the experiment's dates, test accounts left out) "
-        "differ from the users of fct_experiment_exposures_daily. Metadata: the experiment, "
-        "date, both counts, sample users and the SQL.",
+        "the exposed users per experiment re-derived independently from the staging views "
+        "(active feature evaluations that are not prerequisites, registered flag, within the "
+        "experiment's dates, test accounts left out, retracted event ids dropped, earliest copy "
+        "per event id) are missing from fct_experiment_exposures_daily, or a user of the fact "
+        "has no event those rules count. Metadata: the experiment, date, both counts, sample "
+        "users and the SQL.",
         additional_deps=RECONCILIATION_INPUTS,
     ),
     _spec(

@@ -6,11 +6,14 @@ Fixtures are a few hand-written lines; expected rows are written out by hand.
 
 from __future__ import annotations
 
+import json
+import random
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
+from expplatform.ingestion import launchdarkly
 from expplatform.ingestion.landing import LAUNCHDARKLY, LEGACY, SUBSCRIPTIONS, USERS
 from expplatform.ingestion.loaders import LoadError, load_daily_partitions, load_snapshot
 from expplatform_tests.conftest import ld_line, write_text
@@ -208,6 +211,77 @@ class TestLaunchDarkly:
         assert rejects(con, "launchdarkly") == [
             (f"launchdarkly/date=2025-12-01/{name}", 2, "invalid_json") for name in names
         ]
+
+    def test_fast_path_loads_exactly_what_the_slow_path_would(self, con, landing):
+        """Differential: 3,000 seeded random lines, loaded; then every line put through the
+        slow path (the field-by-field SQL that names reasons) must give the same rows and
+        the same rejects."""
+        rng = random.Random(13)
+        odd = [None, True, False, 0, 7, -1, 1.5, 1e3, "", " ", "x", " u-1 ", "7", "true",
+               {"a": 1}, [1, "a"], {}, "é", 'a"b', 12345678901234567890123]  # fmt: skip
+        stamps = [MS_1015, MS_1015 + 0.5, MS_1015 // 1000, str(MS_1015), -MS_1015, 1e11,
+                  1e11 - 1, 1e13, 1e30, 1764806399999, 1764806400000, None, True, "x",
+                  [MS_1015], 9223372036854775807, 18446744073709551615]  # fmt: skip
+        lines = []
+        for _ in range(3000):
+            event = {
+                "kind": rng.choice(["feature", "debug", None, 3]),
+                "creationDate": rng.choice(stamps + [MS_1015] * 30),
+                "key": rng.choice(["vault-launch", None, 1]),
+                "version": rng.choice(odd),
+                "contextKeys": rng.choice(
+                    [{"user": "u-2"}] * 6 + [{"user": rng.choice(odd)}, {}, "u"]
+                ),
+                "variation": rng.choice(odd),
+                "variationName": rng.choice(odd),
+                "value": rng.choice(odd),
+                "default": rng.choice(odd),
+                "reason": rng.choice(
+                    [{"kind": "RULE_MATCH", "inExperiment": rng.choice(odd)}, "x"]
+                ),
+                "prereqOf": rng.choice([None, "p", "", 1]),
+            }
+            record = {
+                "event_id": rng.choice(["ld-1", " ld-2 ", 5, "ld-3"] * 4 + ["", None, {"x": 1}]),
+                "is_active": rng.choice(["Y", "N", None]),
+                "project": rng.choice(odd),
+                "event": rng.choice([event] * 9 + [[1], "x", None, {}]),
+            }
+            for key in [k for k in record if rng.random() < 0.05]:
+                del record[key]
+            lines.append(
+                rng.choice(["", "  ", "not json", "null", "[1]", "{}"])
+                if rng.random() < 0.02
+                else json.dumps(record, ensure_ascii=rng.random() < 0.5)
+            )
+        write_text(ld_path(landing, D2), "\n".join(lines) + "\n")
+        report = load_daily_partitions(con, LAUNCHDARKLY, landing, [D2])
+        assert 500 < report.loaded < 2500  # both paths had work
+
+        con.execute(
+            "create or replace temp table _batch_files as "
+            "select 0 as file_idx, 'f' as source_file, ?::date as load_date",
+            [D2],
+        )
+        con.execute(
+            "create or replace temp table _slow_lines as select 0 as file_idx, "
+            "unnest(range(1, ?)) as line_number, unnest(?::varchar[]) as line",
+            [len(lines) + 1, [line or None for line in lines]],
+        )
+        con.execute(f"create or replace temp table _parsed as {launchdarkly.slow_sql()}")
+        slow_loaded = table(
+            con,
+            f"select line_number, {launchdarkly._LD_INSERT_COLUMNS} "
+            "from _parsed where reason is null order by 1",
+        )
+        assert slow_loaded == table(
+            con,
+            "select _line_number, * exclude (_load_date, _source_file, _line_number, _loaded_at) "
+            "from raw.partner_directpush_launchdarkly_events order by 1",
+        )
+        assert table(
+            con, "select line_number, reason from _parsed where reason is not null order by 1"
+        ) == table(con, "select line_number, reason from raw.rejected_records order by 1")
 
 
 class TestLegacy:

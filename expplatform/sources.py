@@ -51,6 +51,8 @@ class Source:
     staging_model: str | None = None
     #: Flag sources only: the column of seeds/experiments.csv with this source's flag keys.
     flag_key_column: str | None = None
+    #: Unpartitioned sources: only the newest file (by name) counts (a full snapshot).
+    newest_file_only: bool = False
     #: Parser options, e.g. the JSON paths of a generic JSONL source's fields.
     options: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -115,6 +117,7 @@ USERS = Source(
     suffixes=(".csv", ".csv.gz"),
     format="users_csv",
     daily=False,
+    newest_file_only=True,
     description="The newest users snapshot (users/*.csv, newest by file name is the truth): "
     "user_id, created_at, country, is_test_account.",
 )

@@ -13,7 +13,7 @@ from dagster import DagsterInstance
 from expplatform.config import Settings
 from expplatform.definitions import build_definitions
 from expplatform.jobs import MATERIALIZE_ALL
-from expplatform.sources import DEFAULT_REGISTRY
+from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
 
 #: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
 DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
@@ -42,9 +42,15 @@ def make_settings(tmp_path: Path, landing: Path, lookback_days: int = 2) -> Sett
     )
 
 
-def run_range(settings: Settings, instance: DagsterInstance, start: date, end: date) -> None:
+def run_range(
+    settings: Settings,
+    instance: DagsterInstance,
+    start: date,
+    end: date,
+    registry: SourceRegistry = DEFAULT_REGISTRY,
+) -> None:
     """Materialize every asset for arrival dates [start, end] as one single-run backfill."""
-    defs = build_definitions(settings)
+    defs = build_definitions(settings, registry)
     job = defs.resolve_job_def(MATERIALIZE_ALL)
     result = job.execute_in_process(
         instance=instance,

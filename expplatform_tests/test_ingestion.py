@@ -6,11 +6,14 @@ Fixtures are a few hand-written lines; expected rows are written out by hand.
 
 from __future__ import annotations
 
+import json
+import random
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
+from expplatform.ingestion import launchdarkly
 from expplatform.ingestion.landing import LAUNCHDARKLY, LEGACY, SUBSCRIPTIONS, USERS
 from expplatform.ingestion.loaders import LoadError, load_daily_partitions, load_snapshot
 from expplatform_tests.conftest import ld_line, write_text
@@ -130,6 +133,155 @@ class TestLaunchDarkly:
         assert [f.source_file for f in report.files] == [
             "launchdarkly/date=2025-12-01/part-000.jsonl"
         ]
+
+    def test_fields_of_any_json_type_load_as_their_text(self, con, landing):
+        """Values typed otherwise than usual: loaded as text exactly like strings would be."""
+        lines = [
+            # 1: numeric id, padded user, float ms, numbers and booleans as strings
+            '{"event_id": 42, "is_active": "Y", "event": {"kind": "feature", '
+            '"creationDate": 1764584100000.0, "key": "vault-launch", "version": "7", '
+            '"contextKeys": {"user": " u-1 "}, "variation": 1, "variationName": "treatment", '
+            '"value": "on", "default": null, "reason": {"kind": "RULE_MATCH", "inExperiment": "true"}}}',
+            # 2: an object as user id, an array as value, a number as project
+            '{"event_id": "ld-2", "is_active": "N", "project": 3, "event": {"kind": "debug", '
+            '"creationDate": 1764584100000, "key": "k", "contextKeys": {"user": {"id": 7}}, '
+            '"variationName": null, "value": [1, "a"], "reason": {"kind": "OFF"}, "prereqOf": "parent"}}',
+            '{"event_id": " ", "event": {"creationDate": 1764584100000, "contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-4", "event": {"creationDate": "1764584100000", "contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-5", "event": {"creationDate": true, "contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-6", "event": {"contextKeys": {"user": "u"}}}',
+            '{"event_id": "ld-7", "event": {"creationDate": 1764584100000, "contextKeys": "u"}}',
+            '{"event_id": "ld-8", "event": "x"}',
+            '{"event_id": "ld-9", "event": {}}',
+            "   ",
+            '{"event_id": "ld-11", "event": {"creationDate": 1e30, "contextKeys": {"user": "u"}}}',
+            # 12: 2025-12-03 23:59:59.9994: rounds to the last millisecond before the limit
+            '{"event_id": "ld-12", "event": {"creationDate": 1764806399999.4, "contextKeys": {"user": "u"}}}',
+        ]
+        write_text(ld_path(landing, D2), "\n".join(lines) + "\n")
+
+        report = load_daily_partitions(con, LAUNCHDARKLY, landing, [D2])
+
+        assert (report.lines, report.loaded, report.rejected) == (12, 3, 9)
+        assert table(
+            con,
+            "select event_id, event_contextkeys_user, event_creationdate, event_version, "
+            "event_variation, event_value, event_default, event_in_experiment, project, "
+            "event_prereqof, _line_number from raw.partner_directpush_launchdarkly_events "
+            "order by _line_number",
+        ) == [
+            ("42", "u-1", datetime(2025, 12, 1, 10, 15), 7, 1, "on", None, True, None, None, 1),
+            ("ld-2", '{"id":7}', datetime(2025, 12, 1, 10, 15), None, None, '[1,"a"]', None, None,
+             "3", "parent", 2),
+            ("ld-12", "u", datetime(2025, 12, 3, 23, 59, 59, 999000), None, None, None, None, None,
+             None, None, 12),
+        ]  # fmt: skip
+        f = "launchdarkly/date=2025-12-02/part-000.jsonl"
+        assert rejects(con, "launchdarkly") == [
+            (f, 3, "missing_event_id"),
+            (f, 4, "invalid_timestamp"),
+            (f, 5, "invalid_timestamp"),
+            (f, 6, "missing_timestamp"),
+            (f, 7, "missing_user_id"),
+            (f, 8, "missing_event"),
+            (f, 9, "missing_user_id"),
+            (f, 10, "empty_line"),
+            (f, 11, "invalid_timestamp"),
+        ]
+
+    def test_a_folder_of_many_files_is_read_in_batches(self, con, landing):
+        names = [f"part-{i:03d}.jsonl" for i in range(11)]  # more than one batch
+        for i, name in enumerate(names):
+            write_text(ld_path(landing, D1, name), f"{ld_line(f'ld-{i}', 'u', MS_1015)}\nx\n")
+        write_text(ld_path(landing, D2), ld_line("ld-d2", "u", MS_1015) + "\n")
+
+        report = load_daily_partitions(con, LAUNCHDARKLY, landing, [D1, D2])
+
+        assert [(f.source_file, f.lines, f.loaded, dict(f.rejected)) for f in report.files] == [
+            (f"launchdarkly/date=2025-12-01/{name}", 2, 1, {"invalid_json": 1}) for name in names
+        ] + [("launchdarkly/date=2025-12-02/part-000.jsonl", 1, 1, {})]
+        assert table(
+            con,
+            "select event_id, _source_file, _line_number, _load_date "
+            "from raw.partner_directpush_launchdarkly_events order by _source_file, event_id",
+        ) == [
+            (f"ld-{i}", f"launchdarkly/date=2025-12-01/{name}", 1, D1)
+            for i, name in enumerate(names)
+        ] + [("ld-d2", "launchdarkly/date=2025-12-02/part-000.jsonl", 1, D2)]
+        assert rejects(con, "launchdarkly") == [
+            (f"launchdarkly/date=2025-12-01/{name}", 2, "invalid_json") for name in names
+        ]
+
+    def test_fast_path_loads_exactly_what_the_slow_path_would(self, con, landing):
+        """Differential: 3,000 seeded random lines, loaded; then every line put through the
+        slow path (the field-by-field SQL that names reasons) must give the same rows and
+        the same rejects."""
+        rng = random.Random(13)
+        odd = [None, True, False, 0, 7, -1, 1.5, 1e3, "", " ", "x", " u-1 ", "7", "true",
+               {"a": 1}, [1, "a"], {}, "é", 'a"b', 12345678901234567890123]  # fmt: skip
+        stamps = [MS_1015, MS_1015 + 0.5, MS_1015 // 1000, str(MS_1015), -MS_1015, 1e11,
+                  1e11 - 1, 1e13, 1e30, 1764806399999, 1764806400000, None, True, "x",
+                  [MS_1015], 9223372036854775807, 18446744073709551615]  # fmt: skip
+        lines = []
+        for _ in range(3000):
+            event = {
+                "kind": rng.choice(["feature", "debug", None, 3]),
+                "creationDate": rng.choice(stamps + [MS_1015] * 30),
+                "key": rng.choice(["vault-launch", None, 1]),
+                "version": rng.choice(odd),
+                "contextKeys": rng.choice(
+                    [{"user": "u-2"}] * 6 + [{"user": rng.choice(odd)}, {}, "u"]
+                ),
+                "variation": rng.choice(odd),
+                "variationName": rng.choice(odd),
+                "value": rng.choice(odd),
+                "default": rng.choice(odd),
+                "reason": rng.choice(
+                    [{"kind": "RULE_MATCH", "inExperiment": rng.choice(odd)}, "x"]
+                ),
+                "prereqOf": rng.choice([None, "p", "", 1]),
+            }
+            record = {
+                "event_id": rng.choice(["ld-1", " ld-2 ", 5, "ld-3"] * 4 + ["", None, {"x": 1}]),
+                "is_active": rng.choice(["Y", "N", None]),
+                "project": rng.choice(odd),
+                "event": rng.choice([event] * 9 + [[1], "x", None, {}]),
+            }
+            for key in [k for k in record if rng.random() < 0.05]:
+                del record[key]
+            lines.append(
+                rng.choice(["", "  ", "not json", "null", "[1]", "{}"])
+                if rng.random() < 0.02
+                else json.dumps(record, ensure_ascii=rng.random() < 0.5)
+            )
+        write_text(ld_path(landing, D2), "\n".join(lines) + "\n")
+        report = load_daily_partitions(con, LAUNCHDARKLY, landing, [D2])
+        assert 500 < report.loaded < 2500  # both paths had work
+
+        con.execute(
+            "create or replace temp table _batch_files as "
+            "select 0 as file_idx, 'f' as source_file, ?::date as load_date",
+            [D2],
+        )
+        con.execute(
+            "create or replace temp table _slow_lines as select 0 as file_idx, "
+            "unnest(range(1, ?)) as line_number, unnest(?::varchar[]) as line",
+            [len(lines) + 1, [line or None for line in lines]],
+        )
+        con.execute(f"create or replace temp table _parsed as {launchdarkly.slow_sql()}")
+        slow_loaded = table(
+            con,
+            f"select line_number, {launchdarkly._LD_INSERT_COLUMNS} "
+            "from _parsed where reason is null order by 1",
+        )
+        assert slow_loaded == table(
+            con,
+            "select _line_number, * exclude (_load_date, _source_file, _line_number, _loaded_at) "
+            "from raw.partner_directpush_launchdarkly_events order by 1",
+        )
+        assert table(
+            con, "select line_number, reason from _parsed where reason is not null order by 1"
+        ) == table(con, "select line_number, reason from raw.rejected_records order by 1")
 
 
 class TestLegacy:

@@ -450,6 +450,53 @@ def test_reconciliation_fails_on_a_missing_or_extra_user(reconciliation_fixture)
     assert qc.evaluate_reconciliation(con, [D[4]]).passed
 
 
+def test_reconciliation_takes_the_earliest_copy_of_an_event_that_the_fct_lacks(
+    reconciliation_fixture,
+):
+    con = reconciliation_fixture
+    add_events(
+        con,
+        "stg_launchdarkly__flag_events",
+        [
+            # e20's earliest copy is of an unregistered flag: not an exposure, whatever the
+            # later copy says; the fct rightly lacks u20
+            ("e20", "u20", "2025-12-02 07:00", "other-flag", "Y", "feature", None),
+            ("e20", "u20", "2025-12-02 11:00", "exp-flag", "Y", "feature", None),
+            # e21's earliest copy is an exposure (the later one a debug event): u21 is exposed
+            ("e21", "u21", "2025-12-02 08:00", "exp-flag", "Y", "feature", None),
+            ("e21", "u21", "2025-12-02 09:00", "exp-flag", "Y", "debug", None),
+        ],
+    )
+    result = qc.evaluate_reconciliation(con, [D[2]])
+    assert not result.passed
+    # fct u1 u2 u3 u7 = 4 users; the rules add u21: 5, u21 missing from the fct
+    assert reproduce(con, result) == [("exp", D[2], 5, 4, 1, 0, ["u21"])]
+
+    con.execute(
+        "insert into marts.fct_experiment_exposures_daily "
+        "values ('exp', 'u21', date '2025-12-02', 'control', false, 1)"
+    )
+    assert qc.evaluate_reconciliation(con, [D[2]]).passed
+
+
+def test_reconciliation_does_not_check_which_copy_backs_a_fct_user(reconciliation_fixture):
+    """The documented limit: a fct user backed only by a later, disagreeing copy passes."""
+    con = reconciliation_fixture
+    add_events(
+        con,
+        "stg_launchdarkly__flag_events",
+        [
+            ("e22", "u22", "2025-12-02 07:00", "other-flag", "Y", "feature", None),
+            ("e22", "u22", "2025-12-02 11:00", "exp-flag", "Y", "feature", None),
+        ],
+    )
+    con.execute(
+        "insert into marts.fct_experiment_exposures_daily "
+        "values ('exp', 'u22', date '2025-12-02', 'control', false, 1)"
+    )
+    assert qc.evaluate_reconciliation(con, [D[2]]).passed
+
+
 # --- volume anomaly -------------------------------------------------------------------------
 
 

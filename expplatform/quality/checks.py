@@ -37,7 +37,7 @@ from dagster import (
 from expplatform import catalog
 from expplatform.catalog import OPS_CHECK_RESULTS
 from expplatform.quality import queries as q
-from expplatform.sources import Source
+from expplatform.sources import DEFAULT_REGISTRY, Source, SourceRegistry
 
 #: Findings listed in the metadata of one result (the SQL returns them all).
 MAX_LISTED_FINDINGS = 50
@@ -261,10 +261,12 @@ def evaluate_unregistered_variations(con: duckdb.DuckDBPyConnection) -> AssetChe
 
 
 def evaluate_reconciliation(
-    con: duckdb.DuckDBPyConnection, dates: Sequence[date]
+    con: duckdb.DuckDBPyConnection,
+    dates: Sequence[date],
+    registry: SourceRegistry = DEFAULT_REGISTRY,
 ) -> AssetCheckResult:
     """ERROR when the exposed users recomputed from staging differ from the daily fact's."""
-    findings = run_findings(con, q.reconciliation_findings_sql(dates))
+    findings = run_findings(con, q.reconciliation_findings_sql(dates, registry.flag_sources))
     parts = [
         f"{r['experiment_key']} on {r['exposure_date']}: staging {r['staging_users']} users, "
         f"fct {r['fct_users']} ({r['missing_from_fct']} missing from fct, "
@@ -438,11 +440,12 @@ MART_CHECK_SPECS = [
         RECONCILIATION,
         EXPOSURES_KEY,
         "ERROR when, on an event date recomputed by the last daily run (ops.recompute_dates), "
-        "the distinct exposed users per experiment recomputed independently from the staging "
-        "views (dedup and retraction per event id, active feature evaluations that are not "
-        "prerequisites, registered flag, within the experiment's dates, test accounts left out) "
-        "differ from the users of fct_experiment_exposures_daily. Metadata: the experiment, "
-        "date, both counts, sample users and the SQL.",
+        "the exposed users per experiment re-derived independently from the staging views "
+        "(active feature evaluations that are not prerequisites, registered flag, within the "
+        "experiment's dates, test accounts left out, retracted event ids dropped, earliest copy "
+        "per event id) are missing from fct_experiment_exposures_daily, or a user of the fact "
+        "has no event those rules count. Metadata: the experiment, date, both counts, sample "
+        "users and the SQL.",
     ),
     _spec(
         VOLUME,
@@ -478,7 +481,9 @@ def raw_check_specs(source: Source, partitions_def: PartitionsDefinition) -> lis
 
 
 def evaluate_mart_checks(
-    con: duckdb.DuckDBPyConnection, selected: AbstractSet[AssetCheckKey]
+    con: duckdb.DuckDBPyConnection,
+    selected: AbstractSet[AssetCheckKey],
+    registry: SourceRegistry = DEFAULT_REGISTRY,
 ) -> list[AssetCheckResult]:
     """The selected mart checks, on the event dates the last daily build recomputed."""
     dates = read_recompute_dates(con)
@@ -493,7 +498,9 @@ def evaluate_mart_checks(
         AssetCheckKey(EXPOSURES_KEY, UNREGISTERED_VARIATIONS): lambda: (
             evaluate_unregistered_variations(con)
         ),
-        AssetCheckKey(EXPOSURES_KEY, RECONCILIATION): lambda: evaluate_reconciliation(con, dates),
+        AssetCheckKey(EXPOSURES_KEY, RECONCILIATION): lambda: evaluate_reconciliation(
+            con, dates, registry
+        ),
         AssetCheckKey(EXPOSURES_KEY, VOLUME): lambda: evaluate_volume_anomaly(con, dates),
     }
     return [evaluate() for key, evaluate in evaluations.items() if key in selected]

@@ -18,6 +18,7 @@ import yaml
 
 from expplatform import catalog
 from expplatform.config import DBT_PROJECT_DIR
+from expplatform.sources import DEFAULT_REGISTRY, Source
 
 # --- thresholds ------------------------------------------------------------------------------------
 
@@ -55,8 +56,6 @@ EXPOSURES_DAILY = catalog.FCT_EXPOSURES_DAILY
 VARIATIONS = catalog.DIM_EXPERIMENT_VARIATIONS
 SRM_OBSERVED = catalog.INT_SRM_OBSERVED
 REGISTRY = catalog.SEED_EXPERIMENTS
-STG_LAUNCHDARKLY = "staging.stg_launchdarkly__flag_events"
-STG_LEGACY = "staging.stg_legacy__flag_events"
 STG_USERS = catalog.STG_USERS
 REJECTED = catalog.REJECTED_RECORDS
 RECOMPUTE_DATES = catalog.OPS_RECOMPUTE_DATES
@@ -266,14 +265,46 @@ order by arrival_date, event_date
 # --- reconciliation of exposed users -----------------------------------------------------------------------------
 
 
-def reconciliation_findings_sql(dates: Sequence[date]) -> str:
+def reconciliation_findings_sql(
+    dates: Sequence[date], flag_sources: Sequence[Source] = DEFAULT_REGISTRY.flag_sources
+) -> str:
     """Experiment-dates whose exposed users in staging differ from fct_experiment_exposures_daily.
 
-    An independent recomputation of the contract's rules in plain SQL over the
-    staging views: one event per source and event id (the earliest copy; none
-    if any copy is retracted), active `feature` evaluations that are not
-    prerequisites, of a registered flag, dated within the experiment, test
-    accounts of the newest users snapshot left out.
+    An independent re-derivation of the contract's rules in plain SQL over the staging
+    views (not the int_/fct models): active `feature` evaluations that are not
+    prerequisites, of a registered flag, dated within the experiment, test accounts of the
+    newest users snapshot left out, one event per source and event id (the earliest copy;
+    none if any copy is retracted). Only the event dates of `dates` are compared (the dates
+    the run recomputed).
+
+    It costs one pass over the raw events of those dates with hash joins and one hash
+    aggregate, no sort or window over the events: every copy of an event that would expose
+    its user, once the event ids with a retracted copy are dropped (a narrow scan of
+    `is_retracted`), gives a candidate (experiment, date, user); the distinct candidates
+    are compared with the fact's rows. Deduplication by earliest copy runs only on the
+    events of users the fact lacks (normally none), to confirm each of them before it is
+    reported. (The former query sorted every event of the window by event id to keep its
+    earliest copy: on 18M events, over 4 times the CPU time, and it spilled to disk.)
+
+    What a passing check proves, per experiment and compared date:
+
+    - every user the contract's rules expose is in the fact (`missing_from_fct` = 0): exact,
+      duplicates and retractions included;
+    - every user of the fact has at least one event that the rules would count, that is an
+      active, non-retracted, non-prerequisite `feature` evaluation of a registered flag on
+      that date and within the experiment, by a user who is not a test account
+      (`not_in_staging` = 0).
+
+    What it no longer proves (the former query built both user sets in full): that a user
+    of the fact is backed by the *earliest* copy of their event. When the copies of one
+    event id disagree (user, time, flag, kind, prerequisite or `is_active` other than Y/N),
+    a fact user backed only by a later copy passes. Retries are copies of the same event
+    (contract §2.1), so this needs a partner sending different events under one id. It
+    compares users, not exposure counts, as before.
+
+    Findings: `fct_users` counts the fact's users that date, `staging_users` the users of
+    the re-derivation (`fct_users - not_in_staging + missing_from_fct`), and up to ten
+    differing users.
     """
     dates_literal = date_list(dates)
     if dates:
@@ -286,90 +317,160 @@ def reconciliation_findings_sql(dates: Sequence[date]) -> str:
         )
     else:
         window = "false"
-    events_columns = (
-        "event_id, user_id, event_at, event_date, flag_key, is_active, is_retracted, "
-        "event_kind, prerequisite_of, _load_date, _source_file, _line_number"
+    views = [(s.name, f"{catalog.STAGING}.{s.staging_model}") for s in flag_sources]
+
+    def events(columns: str, condition: str) -> str:
+        return "\n    union all\n".join(
+            f"    select '{source}' as source, {columns}\n    from {view}\n"
+            f"    where {window}\n        and {condition}"
+            for source, view in views
+        )
+
+    exposure_rules = "is_active and event_kind = 'feature' and coalesce(prerequisite_of, '') = ''"
+    registry_flags = "\n    union all\n".join(
+        f"    select experiment_key, {quote_literal(s.name)} as source, "
+        f"{quote_identifier(s.flag_key_column or '')} as flag_key, start_date, end_date\n"
+        f"    from {REGISTRY}"
+        for s in flag_sources
     )
     return f"""
 with
 
-events as (
-    select 'launchdarkly' as source, {events_columns}
-    from {STG_LAUNCHDARKLY}
-    where {window}
-    union all
-    select 'legacy' as source, {events_columns}
-    from {STG_LEGACY}
-    where {window}
-),
-
-events_deduplicated as (
-    select *
-    from events
-    qualify row_number() over (
-            partition by source, event_id
-            order by event_at, _load_date, _source_file, _line_number
-        ) = 1
-        and not bool_or(is_retracted) over (partition by source, event_id)
+registry_flags as (
+{registry_flags}
 ),
 
 test_accounts as (
     select user_id from {STG_USERS} where is_test_account
 ),
 
-staging_users as (
+retracted_events as (
+{events("event_id", "is_retracted")}
+),
+
+exposure_users as (
     select distinct
-        registry.experiment_key,
+        registry_flags.experiment_key,
         events.event_date as exposure_date,
         events.user_id
-    from events_deduplicated as events
-    inner join {REGISTRY} as registry
-        on (events.source = 'launchdarkly' and events.flag_key = registry.launchdarkly_flag_key)
-        or (events.source = 'legacy' and events.flag_key = registry.legacy_flag_key)
-    left join test_accounts on events.user_id = test_accounts.user_id
-    where events.is_active
-        and events.event_kind = 'feature'
-        and coalesce(events.prerequisite_of, '') = ''
-        and events.event_date >= registry.start_date
-        and (registry.end_date is null or events.event_date <= registry.end_date)
-        and test_accounts.user_id is null
+    from (
+{events("event_id, user_id, event_date, flag_key", exposure_rules)}
+    ) as events
+    inner join registry_flags
+        on events.source = registry_flags.source and events.flag_key = registry_flags.flag_key
+    anti join test_accounts on events.user_id = test_accounts.user_id
+    anti join retracted_events
+        on events.source = retracted_events.source and events.event_id = retracted_events.event_id
+    where events.event_date >= registry_flags.start_date
+        and (registry_flags.end_date is null or events.event_date <= registry_flags.end_date)
 ),
 
 fct_users as (
-    select distinct experiment_key, exposure_date, user_id
+    select experiment_key, exposure_date, user_id
     from {EXPOSURES_DAILY}
     where exposure_date in (select unnest({dates_literal}))
 ),
 
+unmatched as materialized (
+    select
+        coalesce(exposure_users.experiment_key, fct_users.experiment_key) as experiment_key,
+        coalesce(exposure_users.exposure_date, fct_users.exposure_date) as exposure_date,
+        coalesce(exposure_users.user_id, fct_users.user_id) as user_id,
+        fct_users.user_id is null as is_missing_from_fct
+    from exposure_users
+    full join fct_users
+        on exposure_users.experiment_key = fct_users.experiment_key
+        and exposure_users.exposure_date = fct_users.exposure_date
+        and exposure_users.user_id = fct_users.user_id
+    where exposure_users.user_id is null or fct_users.user_id is null
+),
+
+suspect_events as (
+{events("event_id", "user_id in (select user_id from unmatched where is_missing_from_fct)")}
+),
+
+suspect_copies as (
+{
+        events(
+            "event_id, user_id, event_at, event_date, flag_key, is_active, is_retracted, event_kind, "
+            "prerequisite_of, _load_date, _source_file, _line_number",
+            "event_id in (select event_id from suspect_events)",
+        )
+    }
+),
+
+earliest_copies as (
+    select suspect_copies.*
+    from suspect_copies
+    semi join suspect_events
+        on suspect_copies.source = suspect_events.source
+        and suspect_copies.event_id = suspect_events.event_id
+    qualify row_number() over (
+            partition by suspect_copies.source, suspect_copies.event_id
+            order by event_at, _load_date, _source_file, _line_number
+        ) = 1
+        and not bool_or(is_retracted) over (
+            partition by suspect_copies.source, suspect_copies.event_id
+        )
+),
+
+confirmed_missing as (
+    select registry_flags.experiment_key, earliest_copies.event_date as exposure_date,
+        earliest_copies.user_id
+    from earliest_copies
+    inner join registry_flags
+        on earliest_copies.source = registry_flags.source
+        and earliest_copies.flag_key = registry_flags.flag_key
+    anti join test_accounts on earliest_copies.user_id = test_accounts.user_id
+    where earliest_copies.is_active
+        and earliest_copies.event_kind = 'feature'
+        and coalesce(earliest_copies.prerequisite_of, '') = ''
+        and earliest_copies.event_date >= registry_flags.start_date
+        and (registry_flags.end_date is null or earliest_copies.event_date <= registry_flags.end_date)
+),
+
+differences as (
+    select distinct experiment_key, exposure_date, user_id, true as is_missing_from_fct
+    from unmatched
+    semi join confirmed_missing using (experiment_key, exposure_date, user_id)
+    where is_missing_from_fct
+    union all
+    select experiment_key, exposure_date, user_id, false as is_missing_from_fct
+    from unmatched
+    where not is_missing_from_fct
+),
+
+fct_counts as (
+    select experiment_key, exposure_date, count(*) as fct_users
+    from {EXPOSURES_DAILY}
+    semi join differences using (experiment_key, exposure_date)
+    group by experiment_key, exposure_date
+),
+
 compared as (
     select
-        coalesce(staging_users.experiment_key, fct_users.experiment_key) as experiment_key,
-        coalesce(staging_users.exposure_date, fct_users.exposure_date) as exposure_date,
-        count(staging_users.user_id) as staging_users,
-        count(fct_users.user_id) as fct_users,
-        count(*) filter (where fct_users.user_id is null) as missing_from_fct,
-        count(*) filter (where staging_users.user_id is null) as not_in_staging,
-        list(coalesce(staging_users.user_id, fct_users.user_id) order by coalesce(staging_users.user_id, fct_users.user_id))
-            filter (where staging_users.user_id is null or fct_users.user_id is null)
-            as differing_users
-    from staging_users
-    full join fct_users
-        on staging_users.experiment_key = fct_users.experiment_key
-        and staging_users.exposure_date = fct_users.exposure_date
-        and staging_users.user_id = fct_users.user_id
-    group by all
+        differences.experiment_key,
+        differences.exposure_date,
+        coalesce(any_value(fct_counts.fct_users), 0) as fct_users,
+        count(*) filter (where differences.is_missing_from_fct) as missing_from_fct,
+        count(*) filter (where not differences.is_missing_from_fct) as not_in_staging,
+        list(differences.user_id order by differences.user_id) as differing_users
+    from differences
+    left join fct_counts
+        on differences.experiment_key = fct_counts.experiment_key
+        and differences.exposure_date = fct_counts.exposure_date
+    group by differences.experiment_key, differences.exposure_date
 )
 
 select
     experiment_key,
     exposure_date,
-    staging_users,
+    fct_users - not_in_staging + missing_from_fct as staging_users,
     fct_users,
     missing_from_fct,
     not_in_staging,
     differing_users[1:10] as sample_differing_users
 from compared
-where missing_from_fct > 0 or not_in_staging > 0
 order by experiment_key, exposure_date
 """.strip()
 

@@ -265,7 +265,7 @@ def build_dbt_assets(
                 if check_key is not None and check_key in selected_checks and r.status != "skipped":
                     results.append(_check_result(r, check_key))
             if invocation.error is None and not failed:
-                results += checks.evaluate_mart_checks(con, selected_checks)
+                results += checks.evaluate_mart_checks(con, selected_checks, registry)
                 if fct_key in built:
                     window.finish_daily_run(con)
                 if QUEUE_CONSUMERS <= built:

@@ -201,6 +201,9 @@ class DbtProjectRunner:
 
         args = [
             *self.args("build", target_path),
+            # dbt's unit tests run in the test suite (test_dbt_unit.py), not in every run
+            "--exclude-resource-type",
+            "unit_test",
             "--indirect-selection",
             "empty",
             "--select",

@@ -27,12 +27,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -53,7 +51,9 @@ from expplatform_tests.reliability_support import (
     duplicated_raw_lines,
     expplatform_cmd,
     files_containing,
+    free_port,
     kill_group,
+    location_loaded,
     queue_sizes,
     start,
     wait_for,
@@ -103,38 +103,6 @@ def listening_addresses(port: int) -> set[str]:
 
 
 LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def location_loaded(port: int) -> bool:
-    try:
-        data = graphql(
-            port,
-            "{ workspaceOrError { ... on Workspace { locationEntries { "
-            "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
-        )
-    except OSError:
-        return False
-    entries = data["data"]["workspaceOrError"]["locationEntries"]
-    kinds = [e["locationOrLoadError"] for e in entries if e["locationOrLoadError"]]
-    errors = [k.get("message") for k in kinds if k["__typename"] == "PythonError"]
-    assert not errors, f"the code location failed to load: {errors}"
-    return bool(kinds) and all(k["__typename"] == "RepositoryLocation" for k in kinds)
 
 
 def report(env: dict[str, str]) -> subprocess.CompletedProcess:

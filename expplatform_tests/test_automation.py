@@ -96,6 +96,20 @@ def test_every_sensor_is_on_by_default(tmp_path, landing):
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors)
 
 
+def test_the_landing_sensor_looks_every_60_s_unless_configured():
+    from expplatform.config import ConfigError, get_settings
+    from expplatform.definitions import build_definitions
+
+    def interval(env: dict[str, str]) -> int:
+        defs = build_definitions(get_settings(env))
+        return defs.resolve_sensor_def("landing_zone_sensor").minimum_interval_seconds
+
+    assert interval({}) == 60
+    assert interval({"EXPPLATFORM_LANDING_SENSOR_INTERVAL": "5"}) == 5
+    with pytest.raises(ConfigError, match="EXPPLATFORM_LANDING_SENSOR_INTERVAL must be >= 5"):
+        get_settings({"EXPPLATFORM_LANDING_SENSOR_INTERVAL": "4"})
+
+
 # --- landing sensor -----------------------------------------------------------------------------
 
 

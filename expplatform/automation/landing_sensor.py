@@ -409,14 +409,17 @@ def evaluate_landing(
 
 
 def build_landing_sensor(
-    job_name: str, registry: SourceRegistry, partitions_def: PartitionsDefinition
+    job_name: str,
+    registry: SourceRegistry,
+    partitions_def: PartitionsDefinition,
+    interval_seconds: int = 60,
 ) -> SensorDefinition:
-    """The landing sensor of `job_name` (the materialize_all job)."""
+    """The landing sensor of `job_name` (the materialize_all job), every `interval_seconds`."""
 
     @sensor(
         name="landing_zone_sensor",
         job_name=job_name,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="One run per contiguous range of arrival dates with new or changed landing "
         "files, or with files the instance has not built (catch-up); users/ and subscriptions/ "

@@ -172,6 +172,10 @@ def pause_point(point: str, detail: str = "") -> None:
     time.sleep(600)
 
 
+#: How a run waiting for the writer lock starts its log line (the CLI prints those lines).
+WRITER_LOCK_WAIT = "waiting for the warehouse writer lock"
+
+
 def writer_lock_path(path: Path) -> Path:
     """The lock file a writing run holds next to the warehouse (`.warehouse.duckdb.writer.lock`)."""
     return path.with_name(f".{path.name}.writer.lock")
@@ -225,7 +229,7 @@ class WriterLock:
                     waited = time.monotonic() - started
                     if waited >= next_report:
                         (on_wait or log.info)(
-                            f"waiting for the warehouse writer lock: another run is writing "
+                            f"{WRITER_LOCK_WAIT}: another run is writing "
                             f"{self.database.name} ({self.holder() or 'holder unknown'}); "
                             f"waited {waited:.0f}s"
                         )

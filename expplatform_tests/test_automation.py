@@ -122,8 +122,12 @@ def _touch(landing: Path, rel: str, text: str, mtime: int | None = None) -> Path
 
 def _tick(defs, instance, cursor):
     sensor = defs.resolve_sensor_def("landing_zone_sensor")
+    # only the resource the sensor uses (the warehouse's holds the writer lock while it is open)
     context = build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"landing": defs.resources["landing"]},
     )
     data = sensor.evaluate_tick(context)
     ranges = {

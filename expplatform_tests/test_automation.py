@@ -36,7 +36,12 @@ from expplatform.automation.freshness import (
     landing_delivery_sensor,
     plan_landing_check,
 )
-from expplatform.automation.landing_sensor import CATCH_UP_TAG, FileStat, plan_landing_runs
+from expplatform.automation.landing_sensor import (
+    CATCH_UP_TAG,
+    FileStat,
+    plan_landing_runs,
+    retry_pending,
+)
 from expplatform.automation.schedules import last_complete_partition
 from expplatform.catalog import FCT_EXPOSURES_DAILY_KEY as FCT
 from expplatform.jobs import MATERIALIZE_ALL
@@ -265,6 +270,24 @@ def test_landing_sensor_catches_up_a_failed_day_once(tmp_path, landing):
         # the catch-up run fails as well: a person decides (the freshness alert names the day)
         _fail_run_for(instance, "2025-12-02")
         assert _tick(defs, instance, cursor)[0] != {}  # a new failure: caught up once more
+
+
+@pytest.mark.parametrize(
+    ("tags", "has_origin", "ended_seconds_ago", "pending"),
+    [
+        ({"dagster/will_retry": "true"}, True, 10, True),  # the daemon retries it soon
+        ({"dagster/will_retry": "true", "dagster/auto_retry_run_id": "r2"}, True, 10, False),
+        ({"dagster/will_retry": "false"}, True, 10, False),  # the last retry failed
+        ({}, True, 10, False),  # run retries off
+        ({"dagster/will_retry": "true"}, False, 10, False),  # a CLI run: nothing to re-launch
+        ({"dagster/will_retry": "true"}, True, 301, False),  # no retry came: catch up
+    ],
+)
+def test_a_failed_day_waits_for_dagsters_retry_before_its_catch_up(
+    tags, has_origin, ended_seconds_ago, pending
+):
+    now = 1_000_000.0
+    assert retry_pending(tags, has_origin, now - ended_seconds_ago, now) is pending
 
 
 # --- freshness ----------------------------------------------------------------------------------

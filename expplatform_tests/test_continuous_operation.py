@@ -18,8 +18,9 @@ Alerts go to a webhook receiver on 127.0.0.1. The landing sensor looks every 5 s
 clock; every other setting is the shipped one. Checked: the sensor launched at most 2 runs for the
 drop, no log holds a lock error, each alert was posted once, every report answered, nothing was
 half-written by the failed run, the final warehouse and serving copy equal a clean build of the
-final landing zone (built right after, under the same load), and the drop took at most 4 times
-that clean build (issue #12 asked for 2: see check_figures). The figures are printed.
+final landing zone (built right after, under the same load), and the drop took at most 3 times
+that clean build plus a minute of hand-overs (issue #12 asked for 2 times: see check_figures).
+The figures are printed.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ pytestmark = pytest.mark.slow
 USERS, DAYS, EVENTS_PER_DAY, SEED = 300, 8, 600, 11
 SENSOR_INTERVAL_SECONDS = 5
 PHASE_TIMEOUT = 900
+#: The drop's waits between its three runs (sensor and queue intervals, process start-ups).
+HAND_OVERS_SECONDS = 60
 #: What the tests look for in every log: DuckDB's lock errors, and the platform's own waits for a
 #: lock (a writer or reader that met another writer: the queue should make that impossible).
 LOCK_TEXTS = (*LOCK_MARKERS, "warehouse busy")
@@ -552,10 +555,14 @@ def run_scenario(
     land(landing, {rel: (zone.source / rel).read_bytes() for rel in zone.initial})
     dagster = str(Path(sys.executable).with_name("dagster"))
     dev_log, cli_log = root / "dagster-dev.log", root / "materialize.log"
+    # The instance's storage is created here, before dagster dev starts: two processes creating
+    # a fresh SQLite storage at once can both stamp its schema version, and dagster dev's code
+    # server then refuses it ("alembic_version has more than one head").
+    instance = DagsterInstance.from_config(str(home))
+    instance.get_runs(limit=1)
     dev = start(
         [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)], env, dev_log
     )
-    instance = DagsterInstance.from_config(str(home))
     cli = None
     try:
         wait_for(lambda: location_loaded(port), 240, "the code location", poll=1, proc=dev)
@@ -714,11 +721,13 @@ def scenario(zone: Zone, root: Path, yaml: Path, flavour: str, capsys, **env: st
 def check_figures(figures: Figures, zone: Zone) -> None:
     assert figures.drop_sensor_runs <= 2, figures.drop_runs
     # The drop needs three runs, one after the other: the CLI's and the sensor's two (the old
-    # folder's day, and the new days). At this size a run costs about as much as a clean
-    # backfill of all 8 days (its fixed cost dominates), so three runs, the queue's hand-overs
-    # and the CLI's start-up take up to about four: far from the 9 minutes without an end of
-    # issue #12, whose 2 x target these three runs cannot meet (see docs/RELIABILITY.md).
-    assert figures.drop_seconds <= 4 * figures.clean_build_seconds, figures.lines()
+    # folder's day, and the new days). None is bigger than the clean backfill of all 8 days, and
+    # at this size each costs nearly as much (its fixed cost dominates); the rest is hand-overs
+    # that do not shrink on a faster machine: the sensor's look (5 s), the queue's (5 s), a run
+    # process's start. Issue #12 asked for 2 x the clean backfill, which three runs cannot meet
+    # (docs/RELIABILITY.md); the 9 minutes without an end it reported are far outside this bound.
+    bound = 3 * figures.clean_build_seconds + HAND_OVERS_SECONDS
+    assert figures.drop_seconds <= bound, figures.lines()
     # Each alert once. The rejected-record rate fails on the sample's bad lines, which stay in
     # the landing zone: posted once, and never "passes" (runs of other days pass it elsewhere).
     assert len(set(figures.alerts)) == len(figures.alerts), figures.alerts

@@ -52,6 +52,11 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "days before the run's arrival date that are recomputed",
     ),
     SettingDoc(
+        "EXPPLATFORM_LANDING_SENSOR_INTERVAL",
+        "60",
+        "seconds between two looks of the landing sensor at the landing zone (at least 5)",
+    ),
+    SettingDoc(
         "EXPPLATFORM_ALERT_WEBHOOK_URL", None, "team-channel webhook (a secret: never logged)"
     ),
     SettingDoc("EXPPLATFORM_ALERT_LOG", "data/alerts.log", "alerts as JSON lines (always)"),
@@ -125,6 +130,7 @@ class Settings:
     dbt_project_dir: Path = field(default_factory=lambda: resolve_path("dbt_project"))
     duckdb_memory_limit: str = "3GB"
     duckdb_threads: int = 2
+    landing_sensor_interval: int = 60
 
     def __post_init__(self) -> None:
         # Tests build Settings with only the warehouse: its readers' copy and pages sit beside it.
@@ -182,6 +188,8 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
             "EXPPLATFORM_START_DATE",
         ),
         lookback_days=_whole_number(env, "EXPPLATFORM_LOOKBACK_DAYS", 0),
+        # The daemon's sensor loop wakes every 5 s: a shorter interval would not be kept.
+        landing_sensor_interval=_whole_number(env, "EXPPLATFORM_LANDING_SENSOR_INTERVAL", 5),
         ui_url=(env.get("EXPPLATFORM_UI_URL") or _DEFAULTS["EXPPLATFORM_UI_URL"] or "").rstrip("/"),
         pages_url=(
             env.get("EXPPLATFORM_PAGES_URL") or _DEFAULTS["EXPPLATFORM_PAGES_URL"] or ""

@@ -55,7 +55,9 @@ def build_definitions(
         jobs=[job],
         schedules=[build_daily_schedule(job)],
         sensors=[
-            build_landing_sensor(job.name, registry, partitions_def),
+            build_landing_sensor(
+                job.name, registry, partitions_def, settings.landing_sensor_interval
+            ),
             *freshness_sensors,
             build_run_reaper(),
             *alert_sensors,

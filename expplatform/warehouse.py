@@ -14,15 +14,19 @@ docs/RELIABILITY.md.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+from dagster import InitResourceContext
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from expplatform.catalog import ddl
 
@@ -169,18 +173,110 @@ def pause_point(point: str, detail: str = "") -> None:
     time.sleep(600)
 
 
+#: How a run waiting for the writer lock starts its log line (the CLI prints those lines).
+WRITER_LOCK_WAIT = "waiting for the warehouse writer lock"
+
+
+def writer_lock_path(path: Path) -> Path:
+    """The lock file a writing run holds next to the warehouse (`.warehouse.duckdb.writer.lock`)."""
+    return path.with_name(f".{path.name}.writer.lock")
+
+
+class WriterLock:
+    """The warehouse's writer lock: one run (one process) writes at a time, held by the kernel.
+
+    The run queue (config/dagster.yaml) lets one run of the code location start at a time, and
+    `expplatform materialize` waits for the runs in progress; but both decide from a look at the
+    run history, and a run the daemon dequeues in the moment between the CLI's look and its run's
+    start would write the warehouse at the same time (DuckDB: "Could not set lock on file", seen
+    under `dagster dev`). So every run holds this lock, an exclusive `flock` on a file beside the
+    warehouse, from its start to its end: a second writer waits for it at its start, before any
+    step. The kernel releases it when the holding process exits, however it exits (a killed run
+    never leaves it behind). Not for readers: they read the serving copy.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.database = Path(database)
+        self.path = writer_lock_path(self.database)
+        self._fd: int | None = None
+
+    def holder(self) -> str:
+        """Who holds the lock, as its holder wrote it (empty when unknown)."""
+        try:
+            return self.path.read_text().strip()
+        except OSError:
+            return ""
+
+    def acquire(
+        self,
+        holder: str,
+        on_wait: Callable[[str], None] | None = None,
+        poll_seconds: float = 0.5,
+        report_every: float = 60.0,
+    ) -> None:
+        """Take the lock, waiting (and saying so) while another process holds it."""
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        started = time.monotonic()
+        next_report = 0.0
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - started
+                    if waited >= next_report:
+                        (on_wait or log.info)(
+                            f"{WRITER_LOCK_WAIT}: another run is writing "
+                            f"{self.database.name} ({self.holder() or 'holder unknown'}); "
+                            f"waited {waited:.0f}s"
+                        )
+                        next_report = waited + report_every
+                    time.sleep(poll_seconds)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{holder}\n".encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it; the file itself stays)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse: where it is, its limits, and how to open it (with the lock wait).
 
     dagster-duckdb's resource, with the platform's way of connecting: every asset opens the
     warehouse through :meth:`connect`, so the wait on a busy file (with a message saying who
     holds it), the recovery line after a crash, the memory and thread limits and the creation
-    of the declared raw/ops tables live in one place.
+    of the declared raw/ops tables live in one place. A run that uses the warehouse holds its
+    :class:`WriterLock` from start to end.
     """
 
     memory_limit: str = "3GB"
     threads: int = 2
     dbt_project_dir: str = ""
+    _writer_lock: WriterLock | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """At the start of a run: take the writer lock (wait while another run writes)."""
+        lock = WriterLock(self.database_path)
+        holder = f"run {context.run_id or '-'}, pid {os.getpid()} on {socket.gethostname()}"
+        lock.acquire(holder, on_wait=context.log.info if context.log else None)
+        self._writer_lock = lock
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """At the end of the run, whatever its outcome: release the writer lock."""
+        if self._writer_lock is not None:
+            self._writer_lock.release()
+            self._writer_lock = None
 
     @property
     def database_path(self) -> Path:

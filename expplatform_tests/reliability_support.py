@@ -7,13 +7,16 @@ code location without the run-launching automation (used by the run-queue test).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -219,6 +222,41 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.2, proc=None)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    """One query to the GraphQL API of the UI on 127.0.0.1:`port`."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def location_loaded(port: int) -> bool:
+    """Whether the UI has loaded every code location (fails on a load error)."""
+    try:
+        data = graphql(
+            port,
+            "{ workspaceOrError { ... on Workspace { locationEntries { "
+            "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+        )
+    except OSError:
+        return False
+    entries = data["data"]["workspaceOrError"]["locationEntries"]
+    kinds = [e["locationOrLoadError"] for e in entries if e["locationOrLoadError"]]
+    errors = [k.get("message") for k in kinds if k["__typename"] == "PythonError"]
+    assert not errors, f"the code location failed to load: {errors}"
+    return bool(kinds) and all(k["__typename"] == "RepositoryLocation" for k in kinds)
+
+
 class FailingWebhook:
     """A team-channel webhook on 127.0.0.1 that always answers 500; its URL holds `secret`."""
 
@@ -239,6 +277,40 @@ class FailingWebhook:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/services/{secret}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RecordingWebhook:
+    """A team-channel webhook on 127.0.0.1 that answers 200 and keeps every body posted to it."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[float, dict]] = []
+        self._lock = threading.Lock()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with hook._lock:
+                    hook.posts.append((time.time(), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:  # keep the test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/scenario"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def headers(self) -> list[str]:
+        """The header line of every message posted so far, in order (Block Kit's first block)."""
+        with self._lock:
+            return [body["blocks"][0]["text"]["text"] for _, body in self.posts]
 
     def close(self) -> None:
         self.server.shutdown()

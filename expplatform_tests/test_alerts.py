@@ -169,23 +169,41 @@ def test_a_check_failing_in_runs_1_to_3_is_posted_when_it_starts_and_when_it_rec
         _run("r1", checks=[_check(False, partitions=("2025-12-01",))]),
         _run("r2", checks=[_check(False, partitions=("2025-12-02",))]),
         _run("r3", checks=[_check(False, partitions=("2025-12-03",))]),
+        # a run of another day passes: 12-01..03 still fail, nothing is posted
         _run("r4", checks=[_check(True, partitions=("2025-12-04",))]),
-        _run("r5", checks=[_check(True)]),
-        _run("r6", checks=[_check(False)]),  # fails again: a new failure
+        # a range run re-checks the three days and passes: recovered
+        _run("r5", checks=[_check(True, partitions=("2025-12-01..2025-12-03",))]),
+        _run("r6", checks=[_check(True)]),
+        _run("r7", checks=[_check(False)]),  # fails again: a new failure
     ]
-    assert _replay(runs) == [["check_failing"], [], [], ["check_recovered"], [], ["check_failing"]]
+    assert _replay(runs) == [
+        ["check_failing"], [], [], [], ["check_recovered"], [], ["check_failing"]
+    ]  # fmt: skip
 
 
-def test_the_recovery_says_where_it_failed_and_what_was_not_rechecked():
+def test_a_check_that_passes_on_other_days_only_is_not_posted_again():
+    """The same bad data, runs of other days in between: one post, no recovery (issue #12)."""
+    bad, good = ("2025-12-03..2025-12-06",), ("2025-12-01",)
+    runs = [
+        _run("r1", checks=[_check(False, partitions=bad)]),
+        _run("r2", checks=[_check(True, partitions=good)]),  # a re-delivery into an old folder
+        _run("r3", checks=[_check(False, partitions=("2025-12-05..2025-12-08",))]),
+        _run("r4", checks=[_check(True, partitions=("2025-12-03..2025-12-04",))]),
+    ]
+    assert _replay(runs) == [["check_failing"], [], [], []]
+
+
+def test_the_recovery_says_where_it_failed_and_on_what_it_passed():
     state = AlertState(after=0)
     state.record(_run("r1", checks=[_check(False, partitions=("2025-12-01",))]), T0)
     state.record(_run("r2", checks=[_check(False, partitions=("2025-12-02",))]), T0)
-    (t,) = state.record(_run("r3", checks=[_check(True, partitions=("2025-12-02",))]), T0)
+    assert state.record(_run("r3", checks=[_check(True, partitions=("2025-12-02",))]), T0) == []
+    (t,) = state.record(_run("r4", checks=[_check(True, partitions=("2025-12-01",))]), T0)
     alert = alert_for(t, LINKS)
     assert alert.kind == "check_recovered"
     assert ("Failed on", "2025-12-01, 2025-12-02") in alert.fields
-    assert ("Passed on", "2025-12-02") in alert.fields
-    assert "Not re-checked: 2025-12-01" in alert.text
+    assert ("Passed on", "2025-12-01") in alert.fields
+    assert "Not re-checked" not in alert.text
     assert ("Failing since", "2025-12-10 07:00 UTC") in alert.fields
 
 
@@ -210,6 +228,40 @@ def test_a_retry_chain_is_posted_once_and_its_success_once():
         _run("b1", ok=False, chain_id="b"),  # a re-execution that fails again: silent
     ]
     assert _replay(runs) == [["run_failed"], [], ["run_failed"], ["run_recovered"], [], []]
+
+
+def _day_run(run_id: str, first: str, last: str, *, ok: bool, chain: str | None = None):
+    tags = {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+    return _run(run_id, ok=ok, chain_id=chain or run_id, tags=tags)
+
+
+def test_a_failed_day_is_one_episode_until_a_run_rebuilds_it():
+    """Retries, the sensor's catch-up and the run of the replaced file: one failure, one recovery."""
+    runs = [
+        _day_run("a", "2025-12-08", "2025-12-08", ok=False),
+        _day_run("a1", "2025-12-08", "2025-12-08", ok=False, chain="a"),  # its retry
+        _day_run("c", "2025-12-08", "2025-12-08", ok=False),  # the catch-up: same episode
+        _day_run("x", "2025-12-01", "2025-12-03", ok=False),  # other days: its own failure
+        _day_run("y", "2025-12-02", "2025-12-02", ok=True),  # rebuilds only part of x's days
+        _day_run("d", "2025-12-05", "2025-12-08", ok=True),  # the replaced file's run: healed
+        _day_run("z", "2025-12-08", "2025-12-08", ok=False),  # a new failure of the day
+    ]
+    assert _replay(runs) == [
+        ["run_failed"], [], [], ["run_failed"], [], ["run_recovered"], ["run_failed"]
+    ]  # fmt: skip
+    state = AlertState(after=0)
+    for outcome in runs[:5]:
+        state.record(outcome, T0)
+    (t,) = state.record(runs[5], T0)
+    alert = alert_for(t, LINKS)
+    assert alert.title == "Recovered: materialize_all [2025-12-05..2025-12-08]"
+    assert "The run succeeded on a later run of the same partitions (first failure: run a)" in (
+        alert.text
+    )
+    assert ("Failed attempts", "3") in alert.fields
 
 
 def test_an_open_run_failure_is_forgotten_after_a_week():
@@ -498,9 +550,16 @@ def test_a_check_failing_in_runs_1_to_3_posts_twice_across_a_restart(webhook, al
         cursor = _tick(instance, cursor)
         assert len(webhook.received) == 1, "run 3 still fails: no new post"
 
-        fixed = materialize(
+        # another day passes: the three days still fail, nothing is posted
+        materialize(
             CHECKED, instance=instance, partition_key="2025-12-04", tags={"test/check": "pass"}
         )
+        cursor = _tick(instance, cursor)
+        assert len(webhook.received) == 1, "a pass on another day is not a recovery"
+        for day in ("2025-12-01", "2025-12-02", "2025-12-03"):
+            fixed = materialize(
+                CHECKED, instance=instance, partition_key=day, tags={"test/check": "pass"}
+            )
         cursor = _tick(instance, cursor)
         _tick(instance, cursor)
 
@@ -512,7 +571,7 @@ def test_a_check_failing_in_runs_1_to_3_posts_twice_across_a_restart(webhook, al
     assert "row_count_positive" not in failing + recovered
     assert "Check passes: throwaway_events · rejected_record_rate" in recovered
     assert "Failed on: 2025-12-01, 2025-12-02, 2025-12-03" in recovered
-    assert "Passed on: 2025-12-04" in recovered
+    assert "Passed on: 2025-12-03" in recovered
     assert f"{UI}/runs/{fixed.run_id}" in recovered
     assert not alert_env.exists()  # everything reached the channel
 

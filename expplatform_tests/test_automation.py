@@ -36,7 +36,12 @@ from expplatform.automation.freshness import (
     landing_delivery_sensor,
     plan_landing_check,
 )
-from expplatform.automation.landing_sensor import CATCH_UP_TAG, FileStat, plan_landing_runs
+from expplatform.automation.landing_sensor import (
+    CATCH_UP_TAG,
+    FileStat,
+    plan_landing_runs,
+    retry_pending,
+)
 from expplatform.automation.schedules import last_complete_partition
 from expplatform.catalog import FCT_EXPOSURES_DAILY_KEY as FCT
 from expplatform.jobs import MATERIALIZE_ALL
@@ -96,6 +101,20 @@ def test_every_sensor_is_on_by_default(tmp_path, landing):
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors)
 
 
+def test_the_landing_sensor_looks_every_60_s_unless_configured():
+    from expplatform.config import ConfigError, get_settings
+    from expplatform.definitions import build_definitions
+
+    def interval(env: dict[str, str]) -> int:
+        defs = build_definitions(get_settings(env))
+        return defs.resolve_sensor_def("landing_zone_sensor").minimum_interval_seconds
+
+    assert interval({}) == 60
+    assert interval({"EXPPLATFORM_LANDING_SENSOR_INTERVAL": "5"}) == 5
+    with pytest.raises(ConfigError, match="EXPPLATFORM_LANDING_SENSOR_INTERVAL must be >= 5"):
+        get_settings({"EXPPLATFORM_LANDING_SENSOR_INTERVAL": "4"})
+
+
 # --- landing sensor -----------------------------------------------------------------------------
 
 
@@ -108,8 +127,12 @@ def _touch(landing: Path, rel: str, text: str, mtime: int | None = None) -> Path
 
 def _tick(defs, instance, cursor):
     sensor = defs.resolve_sensor_def("landing_zone_sensor")
+    # only the resource the sensor uses (the warehouse's holds the writer lock while it is open)
     context = build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"landing": defs.resources["landing"]},
     )
     data = sensor.evaluate_tick(context)
     ranges = {
@@ -247,6 +270,24 @@ def test_landing_sensor_catches_up_a_failed_day_once(tmp_path, landing):
         # the catch-up run fails as well: a person decides (the freshness alert names the day)
         _fail_run_for(instance, "2025-12-02")
         assert _tick(defs, instance, cursor)[0] != {}  # a new failure: caught up once more
+
+
+@pytest.mark.parametrize(
+    ("tags", "has_origin", "ended_seconds_ago", "pending"),
+    [
+        ({"dagster/will_retry": "true"}, True, 10, True),  # the daemon retries it soon
+        ({"dagster/will_retry": "true", "dagster/auto_retry_run_id": "r2"}, True, 10, False),
+        ({"dagster/will_retry": "false"}, True, 10, False),  # the last retry failed
+        ({}, True, 10, False),  # run retries off
+        ({"dagster/will_retry": "true"}, False, 10, False),  # a CLI run: nothing to re-launch
+        ({"dagster/will_retry": "true"}, True, 301, False),  # no retry came: catch up
+    ],
+)
+def test_a_failed_day_waits_for_dagsters_retry_before_its_catch_up(
+    tags, has_origin, ended_seconds_ago, pending
+):
+    now = 1_000_000.0
+    assert retry_pending(tags, has_origin, now - ended_seconds_ago, now) is pending
 
 
 # --- freshness ----------------------------------------------------------------------------------

@@ -27,12 +27,10 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -43,7 +41,7 @@ from dagster_graphql import DagsterGraphQLClient
 from expplatform.config import PROJECT_ROOT
 from expplatform.definitions import build_definitions
 from expplatform.jobs import MATERIALIZE_ALL
-from expplatform.warehouse import is_lock_error
+from expplatform.warehouse import WriterLock, is_lock_error
 from expplatform_tests.reliability_support import (
     FailingWebhook,
     cli_env,
@@ -53,7 +51,9 @@ from expplatform_tests.reliability_support import (
     duplicated_raw_lines,
     expplatform_cmd,
     files_containing,
+    free_port,
     kill_group,
+    location_loaded,
     queue_sizes,
     start,
     wait_for,
@@ -103,38 +103,6 @@ def listening_addresses(port: int) -> set[str]:
 
 
 LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def location_loaded(port: int) -> bool:
-    try:
-        data = graphql(
-            port,
-            "{ workspaceOrError { ... on Workspace { locationEntries { "
-            "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
-        )
-    except OSError:
-        return False
-    entries = data["data"]["workspaceOrError"]["locationEntries"]
-    kinds = [e["locationOrLoadError"] for e in entries if e["locationOrLoadError"]]
-    errors = [k.get("message") for k in kinds if k["__typename"] == "PythonError"]
-    assert not errors, f"the code location failed to load: {errors}"
-    return bool(kinds) and all(k["__typename"] == "RepositoryLocation" for k in kinds)
 
 
 def report(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -354,3 +322,48 @@ def test_a_dbt_step_waits_for_a_reader_instead_of_failing(built, tmp_path):
         "warehouse busy: dbt could not lock warehouse.duckdb (another process holds it), "
         "retrying in 2s"
     ), seen
+
+
+HOLDER = """
+import pathlib, sys, time
+from expplatform.warehouse import WriterLock
+WriterLock(pathlib.Path(sys.argv[1])).acquire("run r-1, pid 1 on host-a")
+pathlib.Path(sys.argv[2]).touch()
+time.sleep(300)
+"""
+
+
+def test_a_second_writer_waits_for_the_writer_lock_until_the_holder_is_gone(tmp_path):
+    """Two writer processes never overlap; a killed holder leaves no lock behind."""
+    database, held = tmp_path / "warehouse.duckdb", tmp_path / "held"
+    holder = start(
+        [sys.executable, "-c", HOLDER, str(database), str(held)],
+        dict(os.environ),
+        tmp_path / "holder.log",
+    )
+    messages: list[str] = []
+    acquired = threading.Event()
+    lock = WriterLock(database)
+
+    def second_writer() -> None:
+        lock.acquire("run r-2", on_wait=messages.append, poll_seconds=0.05, report_every=3600)
+        acquired.set()
+
+    try:
+        wait_for(held.exists, 60, "the first writer to take the lock", proc=holder)
+        threading.Thread(target=second_writer, daemon=True).start()
+        time.sleep(1.0)
+        assert not acquired.is_set()
+        assert messages == [
+            "waiting for the warehouse writer lock: another run is writing warehouse.duckdb "
+            "(run r-1, pid 1 on host-a); waited 0s"
+        ]
+        kill_group(holder)  # SIGKILL: the kernel releases its lock
+        assert acquired.wait(10), "the lock of a killed process was not released"
+        assert lock.holder() == "run r-2"
+    finally:
+        lock.release()
+        kill_group(holder)
+    again = WriterLock(database)
+    again.acquire("run r-3")  # released: taken at once
+    again.release()

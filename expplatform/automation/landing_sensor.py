@@ -15,9 +15,9 @@ What needs a run:
 - **catch-up**: every arrival date since the first partition whose files exist but whose
   `fct_experiment_exposures_daily` partition is missing, failed, or older than its files. A
   failure episode is caught up once (the cursor remembers the failed run it reacted to, and a
-  catch-up run that fails is not caught up again): run retries (config/dagster.yaml) retry a
-  failing run twice, the catch-up once more, then the freshness alert names the day and a person
-  decides (docs/RUNBOOK.md, "A day is stuck").
+  catch-up run that fails is not caught up again), and only after Dagster's own retries: run
+  retries (config/dagster.yaml) retry a failing run twice, the catch-up once more, then the
+  freshness alert names the day and a person decides (docs/RUNBOOK.md, "A day is stuck").
 Partitions covered by a queued or in-progress run are not requested by the catch-up. Folders
 outside the partitions (before EXPPLATFORM_START_DATE, or today and later, which are not complete
 yet) are skipped and stay out of the cursor, so today's files are requested as soon as today
@@ -64,6 +64,11 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 LAUNCHED_BY_TAG = "expplatform/launched_by"
 CATCH_UP_TAG = "expplatform/catch_up"
+#: Dagster's tags for automatic retries (dagster/_core/storage/tags.py; read, not imported).
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
+#: A failed run Dagster said it would retry, with no retry this long after: caught up anyway.
+RETRY_GRACE_SECONDS = 300.0
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -267,24 +272,56 @@ def covered_dates(instance: DagsterInstance, job_name: str) -> set[date]:
     return covered
 
 
+@dataclass(frozen=True)
+class FailedRun:
+    """The newest finished run of a day, which failed."""
+
+    run_id: str
+    catch_up: bool  # it was the landing sensor's catch-up
+    retry_pending: bool  # Dagster's daemon will still launch an automatic retry of it
+
+
+def retry_pending(
+    tags: Mapping[str, str], has_job_origin: bool, ended_at: float | None, now: float
+) -> bool:
+    """Whether Dagster will still retry this failed run (then the retry, not a catch-up, comes).
+
+    Dagster tags a failed run `dagster/will_retry=true` when run retries are on, and the failed
+    run `dagster/auto_retry_run_id` once the daemon launched its retry. Only runs with a job
+    origin (launched from the code location) can be retried: not `expplatform materialize`'s.
+    A retry that has not appeared `RETRY_GRACE_SECONDS` after the failure is not waited for.
+    """
+    return (
+        tags.get(WILL_RETRY_TAG) == "true"
+        and has_job_origin
+        and not tags.get(AUTO_RETRY_RUN_ID_TAG)
+        and (ended_at is None or now - ended_at < RETRY_GRACE_SECONDS)
+    )
+
+
 def latest_failed_run(
-    instance: DagsterInstance, job_name: str, day: date
-) -> tuple[str, bool] | None:
-    """(run id, was it a catch-up) of the newest finished run covering `day`, if it failed."""
-    runs = instance.get_runs(
+    instance: DagsterInstance, job_name: str, day: date, now: float
+) -> FailedRun | None:
+    """The newest finished run covering `day`, if it failed."""
+    records = instance.get_run_records(
         filters=RunsFilter(
             job_name=job_name,
             statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
         ),
         limit=50,
     )
-    for run in runs:  # newest first
+    for record in records:  # newest first
+        run = record.dagster_run
         start = run.tags.get(RANGE_START_TAG) or run.tags.get("dagster/partition")
         end = run.tags.get(RANGE_END_TAG) or start
         if not (start and end) or not (date.fromisoformat(start) <= day <= date.fromisoformat(end)):
             continue
         if run.status == DagsterRunStatus.FAILURE:
-            return run.run_id, run.tags.get(CATCH_UP_TAG) == "true"
+            return FailedRun(
+                run.run_id,
+                run.tags.get(CATCH_UP_TAG) == "true",
+                retry_pending(run.tags, run.remote_job_origin is not None, record.end_time, now),
+            )
         return None
     return None
 
@@ -297,8 +334,11 @@ def find_catch_up(
     first: date,
     last: date | None,
     caught_up: Mapping[str, str],
+    now: float,
 ) -> tuple[dict[date, str], dict[str, str]]:
     """Dates whose files exist but whose daily fact is missing, failed or older than the files.
+
+    A failed day whose run Dagster will still retry waits for that retry (`now`: epoch seconds).
 
     Returns the dates with their reason and the updated record of failures already caught up.
     """
@@ -325,11 +365,13 @@ def find_catch_up(
         status = statuses.get(key)
         status_name = getattr(status, "value", status)
         if status_name == "FAILED":
-            failed = latest_failed_run(instance, job_name, day)
-            if failed is None or failed[1] or remembered.get(key) == failed[0]:
+            failed = latest_failed_run(instance, job_name, day, now)
+            if failed is None or failed.retry_pending:
+                continue  # Dagster's retry comes first
+            if failed.catch_up or remembered.get(key) == failed.run_id:
                 continue  # caught up once already, or the failed run was the catch-up
-            remembered[key] = failed[0]
-            reasons[day] = f"catch-up: the last run of {key} failed ({failed[0][:8]})"
+            remembered[key] = failed.run_id
+            reasons[day] = f"catch-up: the last run of {key} failed ({failed.run_id[:8]})"
         elif key not in materialized_at:
             reasons[day] = f"catch-up: {key} has files but was never built"
         elif materialized_at[key] * 1e9 < newest:
@@ -373,7 +415,14 @@ def evaluate_landing(
     else:
         previous, caught_up = decoded
     catch_up, caught_up = find_catch_up(
-        context.instance, job_name, snapshot, partitions_def, first_date, last, caught_up
+        context.instance,
+        job_name,
+        snapshot,
+        partitions_def,
+        first_date,
+        last,
+        caught_up,
+        now().timestamp(),
     )
     plan = plan_landing_runs(
         previous, snapshot, first_date, last, catch_up=catch_up, caught_up=caught_up
@@ -409,14 +458,17 @@ def evaluate_landing(
 
 
 def build_landing_sensor(
-    job_name: str, registry: SourceRegistry, partitions_def: PartitionsDefinition
+    job_name: str,
+    registry: SourceRegistry,
+    partitions_def: PartitionsDefinition,
+    interval_seconds: int = 60,
 ) -> SensorDefinition:
-    """The landing sensor of `job_name` (the materialize_all job)."""
+    """The landing sensor of `job_name` (the materialize_all job), every `interval_seconds`."""
 
     @sensor(
         name="landing_zone_sensor",
         job_name=job_name,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="One run per contiguous range of arrival dates with new or changed landing "
         "files, or with files the instance has not built (catch-up); users/ and subscriptions/ "

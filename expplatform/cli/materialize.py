@@ -142,6 +142,7 @@ def run_materialization(
     )
     from expplatform.jobs import MATERIALIZE_ALL
     from expplatform.transform.project import prepare_manifest
+    from expplatform.warehouse import WRITER_LOCK_WAIT
 
     settings = settings or get_settings()
     if start < settings.start_date:
@@ -206,6 +207,8 @@ def run_materialization(
         records = instance.all_logs(run_id)
         for record in records[seen:]:
             event = record.dagster_event
+            if event is None and record.user_message.startswith(WRITER_LOCK_WAIT):
+                echo(record.user_message)  # the console shows warnings only: say why it waits
             if event is None or event.event_type not in kinds:
                 continue
             step = event.step_key or ""

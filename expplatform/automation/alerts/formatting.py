@@ -252,12 +252,15 @@ def format_run_failure(t: Transition, links: Links) -> Alert:
 
 
 def format_run_recovered(t: Transition, links: Links) -> Alert:
-    """A run of a failed chain succeeded (an automatic retry or a re-execution)."""
+    """A failed run's partitions were built: by a retry, a re-execution or a later run."""
     run, chain = t.run, t.opened
     assert isinstance(chain, OpenChain)
     partition = describe_partition(run.tags)
     title = f"Recovered: {run.job_name}" + (f" [{partition}]" if partition else "")
-    how = f"retry {run.retry_number}" if run.retry_number else "a re-execution"
+    if run.chain != chain.chain_id:
+        how = "a later run of the same partitions"
+    else:
+        how = f"retry {run.retry_number}" if run.retry_number else "a re-execution"
     fields = [
         ("Job", run.job_name),
         ("Failing since", short_time(chain.since)),
@@ -368,11 +371,6 @@ def format_check_recovered(t: Transition, links: Links) -> Alert:
     if passed_on:
         fields.append(("Passed on", listed(passed_on)))
     details = []
-    not_rechecked = sorted(set(opened.partitions) - set(passed_on))
-    if passed_on and not_rechecked and section not in {"Freshness", "Landing delivery"}:
-        details.append(
-            f"Not re-checked: {listed(not_rechecked)} — re-run them to confirm they are fixed."
-        )
     if check.description:
         details.append(f"Now: {first_line(check.description)}")
     experiment = experiment_key(check.metadata)

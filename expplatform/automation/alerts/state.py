@@ -7,12 +7,18 @@ compares it with what is open and returns the transitions worth a message:
 - a run of a *chain* (a run and its retries and re-executions, which share
   Dagster's `dagster/root_run_id`) failed while the chain had no open failure
   → `run_failed`; a later failure of the same chain is silent (Dagster's
-  automatic retries announce themselves in the first message);
-- a run of a chain with an open failure succeeded → `run_recovered`;
+  automatic retries announce themselves in the first message), and so is a
+  failure of another run of the same job whose partitions all belong to an
+  open failure (the landing sensor's catch-up of that day: the same episode);
+- a run of a chain with an open failure succeeded, or another run of the same
+  job that covers all the partitions of an open failure (the day rebuilt once
+  its file was replaced) → `run_recovered`;
 - a check failed and was not failing → `check_failing`; it was failing as a
   WARN and now fails as an ERROR → `check_escalated`; it was failing and
-  passed → `check_recovered`. A check is one (asset, check name): its state is
-  its latest evaluation, as in Dagster's UI, whatever partition that was.
+  passed again on every partition it failed on → `check_recovered`. A check
+  is one (asset, check name); a pass on other partitions (a run of an older
+  day) does not end its failure, so a check failing on the same data is posted
+  once, not once per run that happens to skip the bad days.
 
 The state is serialised into the alert sensor's cursor, which Dagster stores
 in the instance (schedule storage) with each tick: it survives daemon
@@ -23,9 +29,9 @@ the two cannot disagree.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 STATE_VERSION = 1
@@ -35,6 +41,31 @@ CHAIN_TTL = timedelta(days=7)
 MAX_PARTITIONS = 31
 
 SEVERITY_RANK = {"WARN": 1, "ERROR": 2}
+
+
+def spelled_out(partitions: Iterable[str]) -> set[str]:
+    """Partition keys, a single-run range of dates (`A..B`) spelled out day by day."""
+    out: set[str] = set()
+    for key in partitions:
+        first, sep, last = key.partition("..")
+        try:
+            start, end = date.fromisoformat(first), date.fromisoformat(last)
+        except ValueError:
+            start = end = None
+        if not sep or start is None or end is None or end < start:
+            out.add(key)
+            continue
+        out.update((start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1))
+    return out
+
+
+def run_partitions(tags: Mapping[str, str]) -> set[str]:
+    """The partitions a run covers, from Dagster's tags (a key, or a single-run range)."""
+    if tags.get("dagster/partition"):
+        return {tags["dagster/partition"]}
+    start = tags.get("dagster/asset_partition_range_start")
+    end = tags.get("dagster/asset_partition_range_end")
+    return spelled_out([f"{start}..{end}"]) if start and end else set()
 
 
 @dataclass(frozen=True)
@@ -75,6 +106,11 @@ class RunOutcome:
     def chain(self) -> str:
         return self.chain_id or self.run_id
 
+    @property
+    def partitions(self) -> set[str]:
+        """The partitions the run covers (empty for a run without partitions)."""
+        return run_partitions(self.tags)
+
 
 @dataclass
 class OpenCheck:
@@ -86,7 +122,10 @@ class OpenCheck:
     since_run: str
     since: str  # ISO time the failure was first seen
     last_run: str
+    #: Every partition it failed on (as reported), for the recovery message.
     partitions: list[str] = field(default_factory=list)
+    #: The partitions (spelled out) whose latest evaluation failed; empty: not known.
+    failing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -99,6 +138,8 @@ class OpenChain:
     since: str
     last_run: str
     attempts: int = 1
+    #: The partitions of the failed run (spelled out); empty for a run without partitions.
+    partitions: list[str] = field(default_factory=list)
 
 
 TransitionKind = Literal[
@@ -138,27 +179,55 @@ class AlertState:
         at = now.astimezone(UTC).isoformat(timespec="seconds")
         out: list[Transition] = []
         chain = self.chains.get(run.chain)
+        covered = run.partitions
         if not run.succeeded:
-            if chain is None:
+            episode = chain or next(
+                (
+                    c
+                    for c in self.chains.values()
+                    if c.job_name == run.job_name and covered and covered <= set(c.partitions)
+                ),
+                None,
+            )
+            if episode is None:
                 self.chains[run.chain] = OpenChain(
-                    run.chain, run.job_name, run.run_id, at, run.run_id
-                )
+                    run.chain, run.job_name, run.run_id, at, run.run_id,
+                    partitions=sorted(covered),
+                )  # fmt: skip
                 out.append(Transition("run_failed", run))
             else:
-                chain.attempts += 1
-                chain.last_run = run.run_id
-        elif chain is not None:
-            del self.chains[run.chain]
-            out.append(Transition("run_recovered", run, opened=chain))
+                episode.attempts += 1
+                episode.last_run = run.run_id
+        else:
+            ended = [chain] if chain is not None else []
+            ended += [
+                c
+                for c in self.chains.values()
+                if c is not chain
+                and c.job_name == run.job_name
+                and c.partitions
+                and set(c.partitions) <= covered
+            ]
+            for opened in ended:
+                del self.chains[opened.chain_id]
+                out.append(Transition("run_recovered", run, opened=opened))
 
         for outcome in sorted(run.checks, key=lambda c: (c.asset, c.check)):
             key = (outcome.asset, outcome.check)
             current = self.checks.get(key)
             if outcome.passed:
                 if current is not None:
+                    rechecked = spelled_out(outcome.partitions)
+                    failing = set(current.failing) or spelled_out(current.partitions)
+                    still = sorted(failing - rechecked) if rechecked else []
+                    if still:  # passed elsewhere: still failing where it was not re-checked
+                        current.failing = still
+                        current.last_run = run.run_id
+                        continue
                     del self.checks[key]
                     out.append(Transition("check_recovered", run, outcome, current))
                 continue
+            failed_on = tuple(spelled_out(outcome.partitions))
             if current is None:
                 self.checks[key] = OpenCheck(
                     outcome.asset,
@@ -168,11 +237,13 @@ class AlertState:
                     at,
                     run.run_id,
                     merge_partitions([], outcome.partitions),
+                    merge_partitions([], failed_on),
                 )
                 out.append(Transition("check_failing", run, outcome))
                 continue
             current.last_run = run.run_id
             current.partitions = merge_partitions(current.partitions, outcome.partitions)
+            current.failing = merge_partitions(current.failing, failed_on)
             if SEVERITY_RANK.get(outcome.severity, 0) > SEVERITY_RANK.get(current.severity, 0):
                 current.severity = outcome.severity
                 out.append(Transition("check_escalated", run, outcome, current))

@@ -82,9 +82,12 @@
       snapshotted yet (a snapshot left by a failed attempt is kept: it still holds the state
       before that attempt merged anything).
     Hooks run inside the model's transaction, so a failed model leaves the queues untouched.
+    The insert targets are rendered as plain table names (`.render()`): `dbt build --empty`
+    (the unit tests' run) turns every source() into a `where false` subquery, which cannot be
+    inserted into.
 -#}
 {% macro queue_pending_users() -%}
-    insert into {{ source('ops', 'pending_users') }}
+    insert into {{ source('ops', 'pending_users').render() }}
     select distinct user_id from {{ this }}
     where {{ in_recompute_window('exposure_date') }}
     union all
@@ -93,7 +96,7 @@
 
 {% macro snapshot_assignments_before() -%}
     {%- if is_incremental() %}
-    insert into {{ source('ops', 'assignments_before') }}
+    insert into {{ source('ops', 'assignments_before').render() }}
     select experiment_key, user_id, assignment_date, variation_name, subscription_tier,
            last_exposure_date
     from {{ this }}

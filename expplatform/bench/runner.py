@@ -36,10 +36,11 @@ def run_job(start: date, end: date) -> dict[str, Any]:
     began = time.monotonic()
     from dagster import DagsterInstance
 
-    from expplatform.definitions import defs
-    from expplatform.jobs import materialize_all_job
+    from expplatform.definitions import build_definitions
+    from expplatform.jobs import MATERIALIZE_ALL
 
-    job = defs.resolve_job_def(materialize_all_job.name)
+    # What `expplatform materialize` runs: the job executed in this process, no step pools.
+    job = build_definitions(step_pools=False).resolve_job_def(MATERIALIZE_ALL)
     instance = DagsterInstance.get()
     loaded = time.monotonic()
     result = job.execute_in_process(

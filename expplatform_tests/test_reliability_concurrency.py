@@ -63,7 +63,6 @@ from expplatform_tests.reliability_support import (
 pytestmark = pytest.mark.slow
 
 RANGES = (("2025-12-01", "2025-12-03"), ("2025-12-02", "2025-12-04"))
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 SECRET = "T0QUEUE/B0QUEUE/queueTestWebhookS3cret"
 DEADLINE_SECONDS = 900
 
@@ -168,7 +167,6 @@ def test_two_overlapping_backfills_through_the_run_queue_while_a_reader_reads(bu
         run_ids = [
             client.submit_job_execution(
                 "materialize_all",
-                run_config=IN_PROCESS,
                 tags={
                     "dagster/asset_partition_range_start": start_date,
                     "dagster/asset_partition_range_end": end_date,

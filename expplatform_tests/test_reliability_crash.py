@@ -3,13 +3,14 @@
 Each scenario starts from a private copy of the session's clean build (`built`:
 arrival dates 2025-12-01..04), adds one arrival folder and runs its partition
 with `expplatform materialize` as a subprocess (Dagster run recorded in a
-DAGSTER_HOME with the shipped dagster.yaml, three dbt subprocesses):
+DAGSTER_HOME with the shipped dagster.yaml, dbt running inside the run's process):
 
 1. SIGKILL during ingestion (inside the raw load's transaction, after one file
    was inserted), then the full run. The new folder re-delivers files already
    loaded, under other names: it must change no table but raw.
-2. SIGKILL during the dbt step (after dbt committed fct_experiment_exposures_daily,
-   before the op recorded it or advanced the bookkeeping), then the full run.
+2. SIGKILL during the dbt build (after dbt committed fct_experiment_exposures_daily,
+   before it built the assignments and the marts, so before the step recorded anything or
+   advanced the bookkeeping), then the full run.
    The new folder retracts (is_active 'N') an event counted in the clean
    build: it must disappear from every table.
 
@@ -161,7 +162,7 @@ def test_kill_during_ingestion_then_a_redelivered_folder_changes_nothing(scenari
 
     result = run_cli(env, tmp_path, day5, "after-ingestion-kill")
     assert result.returncode == 0, result.stdout
-    assert "is gone; marked failed, slot freed" in result.stdout  # the dead run's pool slot
+    assert "is gone; marked failed" in result.stdout  # the dead run no longer holds the queue
     after = warehouse_snapshot(settings.duckdb_path)
     raw = {t for t in after if t.startswith("raw.")}
     assert not differences(
@@ -199,13 +200,13 @@ def test_kill_during_dbt_then_a_retraction_removes_the_event_everywhere(scenario
     )
 
     marker = run_and_kill(env, tmp_path, day6, "dbt:fct_experiment_exposures_daily")
-    assert marker.startswith("dbt marts__fct_experiment_exposures_daily")
+    assert marker.startswith("dbt fct_experiment_exposures_daily")
     wal_left = wal_path(settings.duckdb_path).exists()
     killed = warehouse_snapshot(settings.duckdb_path)
 
     result = run_cli(env, tmp_path, day6, "after-dbt-kill")
     assert result.returncode == 0, result.stdout
-    assert "is gone; marked failed, slot freed" in result.stdout  # the dead run's pool slot
+    assert "is gone; marked failed" in result.stdout  # the dead run no longer holds the queue
     after = warehouse_snapshot(settings.duckdb_path)
     assert_each_table_before_or_after(killed, clean, after)
     assert (

@@ -55,7 +55,7 @@ from expplatform.transform.metadata import (
     row_count,
 )
 from expplatform.transform.project import DbtResource, load_manifest
-from expplatform.warehouse import WarehouseResource, pause_point
+from expplatform.warehouse import WarehouseResource
 
 LAYERS = ("staging", "intermediate", "marts")
 OWNERS = ["team:experimentation-data"]
@@ -255,7 +255,6 @@ def build_dbt_assets(
         results: list[AssetCheckResult] = []
         with warehouse.connect(on_wait=context.log.info) as con:
             for key in built_in_order:
-                pause_point("dbt", key.path[-1])  # crash tests: killed between dbt and metadata
                 metadata = _asset_metadata(con, key, serving.pages_url)
                 if key in partitioned and load_dates:
                     _add_partition_metadata(context, con, key, load_dates)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expplatform.warehouse import is_lock_error
+from expplatform.warehouse import is_lock_error, pause_point
 
 #: Where in-process invocations keep their artifacts and dbt's partial-parse state.
 TARGET_SUBDIR = Path("target") / "expplatform"
@@ -191,9 +191,13 @@ class DbtProjectRunner:
         target_path = self._target_path(env)
 
         def forward(event: Any) -> None:
-            if log is None or event.info.name not in PROGRESS_EVENTS:
+            if event.info.name not in PROGRESS_EVENTS:
                 return
             data = event.data
+            # crash tests: killed in the middle of the build, right after a model committed
+            pause_point("dbt", str(getattr(getattr(data, "node_info", None), "node_name", "")))
+            if log is None:
+                return
             status = str(getattr(data, "status", "")).lower()
             seconds = float(getattr(data, "execution_time", 0.0) or 0.0)
             if seconds >= SLOW_NODE_SECONDS or status not in QUIET_STATUSES:

@@ -337,3 +337,26 @@ def test_dev_target_keeps_a_consistent_user_sample(built, tmp_path, monkeypatch)
         )
         == full
     )
+
+
+def test_dev_target_window_counts_back_from_the_newest_arrival_date(built, tmp_path, monkeypatch):
+    """The README's dev example: EXPPLATFORM_DEV_DAYS without EXPPLATFORM_DEV_AS_OF keeps the
+    last N days of the newest data loaded, not of today (the fixture is a year old)."""
+    monkeypatch.setenv("EXPPLATFORM_DEV_SAMPLE_PCT", "100")
+    monkeypatch.setenv("EXPPLATFORM_DEV_DAYS", "2")
+    monkeypatch.delenv("EXPPLATFORM_DEV_AS_OF", raising=False)
+    settings = make_settings(tmp_path, built.landing_dir).with_changes(dbt_target="dev")
+    with instance_for_test() as instance:
+        run_range(settings, instance, D[1], D[4])
+    # The newest arrival folder is 12-04: the window is event dates 12-03 and 12-04, and the
+    # fixture has exposures on 12-03 only (u-1, u-2, u-9), each row as in the full build.
+    assert query(
+        settings.duckdb_path,
+        "select experiment_key, user_id, exposure_date, first_exposure_at, variation_name, "
+        "is_treatment, variations_seen, exposures, subscription_tier "
+        "from marts.fct_experiment_exposures_daily order by user_id, exposure_date",
+    ) == [
+        ("vault-launch", "u-1", D[3], t(3, 10), C, False, 1, 1, "premium"),
+        ("vault-launch", "u-2", D[3], t(3, 10), T, True, 1, 1, "plus"),
+        ("vault-launch", "u-9", D[3], t(3, 6), T, True, 2, 2, "unknown"),
+    ]

@@ -6,7 +6,9 @@
 
     EXPPLATFORM_DEV_SAMPLE_PCT   percent of users kept (default 10; 100 keeps everyone)
     EXPPLATFORM_DEV_DAYS         days of history kept, counted back from EXPPLATFORM_DEV_AS_OF
-    EXPPLATFORM_DEV_AS_OF        the reference date (default: today, UTC)
+    EXPPLATFORM_DEV_AS_OF        the reference date; unset, the dbt step passes the newest arrival
+                                 date loaded (expplatform/transform/window.py, dev_window_env),
+                                 and a bare `dbt` invocation uses today (UTC)
 
     On any other target these macros render `true`: production reads everything.
 -#}

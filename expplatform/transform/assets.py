@@ -17,6 +17,7 @@ The step:
 5. advances the bookkeeping only if dbt succeeded.
 """
 
+import os
 import time
 from collections.abc import Iterator, Mapping
 from datetime import date
@@ -218,11 +219,15 @@ def build_dbt_assets(
             context.has_partition_key or context.has_partition_key_range
         )
         load_dates: list[date] = dates_in_window(context.partition_time_window) if daily else []
-        if daily:
-            with warehouse.connect(on_wait=context.log.info) as con:
+        dbt_env = settings.dbt_env()
+        with warehouse.connect(on_wait=context.log.info) as con:
+            if daily:
                 recomputed = window.prepare_daily_run(
                     con, registry, load_dates, landing.lookback_days
                 )
+            if settings.dbt_target == "dev":
+                dbt_env |= window.dev_window_env(con, registry, os.environ)
+        if daily:
             context.log.info(
                 f"arrival dates {load_dates[0]} .. {load_dates[-1]}: recomputing "
                 f"{len(recomputed)} event date(s) {recomputed[0]} .. {recomputed[-1]}"
@@ -234,7 +239,7 @@ def build_dbt_assets(
         if select:
             for attempt in range(1, DBT_LOCK_ATTEMPTS + 1):
                 started = time.monotonic()
-                invocation = dbt.build(select, settings.dbt_env(), log=context.log.info)
+                invocation = dbt.build(select, dbt_env, log=context.log.info)
                 if not is_busy(invocation) or attempt == DBT_LOCK_ATTEMPTS:
                     break
                 delay = 2**attempt

@@ -20,7 +20,7 @@ they were or fully updated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 
 import duckdb
@@ -95,6 +95,31 @@ _CURRENT_DIM_STATE = f"""
                coalesce(subscriptions.history, '')) as dim_hash
     from users full join subscriptions on users.user_id = subscriptions.user_id
 """
+
+
+def newest_arrival_date(con: duckdb.DuckDBPyConnection, registry: SourceRegistry) -> date | None:
+    """The newest arrival date loaded into any flag source's raw table (None when empty)."""
+    if not registry.flag_sources:
+        return None
+    union = "\nunion all\n".join(
+        f"select max(_load_date) as d from {s.raw_table}" for s in registry.flag_sources
+    )
+    return con.execute(f"select max(d) from ({union})").fetchone()[0]
+
+
+def dev_window_env(
+    con: duckdb.DuckDBPyConnection, registry: SourceRegistry, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """What the dev target's last-N-days window counts back from, when the user did not say.
+
+    The dev target keeps the EXPPLATFORM_DEV_DAYS days up to EXPPLATFORM_DEV_AS_OF
+    (dbt_project/macros/dev_sample.sql). Unset, that is the newest arrival date loaded, so the
+    window holds the newest data however old it is (today would leave a replayed sample empty).
+    """
+    if not environ.get("EXPPLATFORM_DEV_DAYS") or environ.get("EXPPLATFORM_DEV_AS_OF"):
+        return {}
+    newest = newest_arrival_date(con, registry)
+    return {"EXPPLATFORM_DEV_AS_OF": newest.isoformat()} if newest else {}
 
 
 def _dims_available(con: duckdb.DuckDBPyConnection) -> bool:

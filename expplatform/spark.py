@@ -16,6 +16,7 @@ pyspark and dbt-spark are the optional ``spark`` extra: ``pip install -e ".[spar
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -29,6 +30,7 @@ import duckdb
 
 from expplatform.config import DBT_PROJECT_DIR
 from expplatform.contract import CONTRACT_TABLES
+from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
 from expplatform.transform.duckdb_udfs import CHI2_SF_NAME, chi2_sf
 
 if TYPE_CHECKING:
@@ -163,11 +165,14 @@ class DbtOutcome:
         return {k: v for k, v in self.statuses.items() if v not in ("success", "pass")}
 
 
-def run_dbt(args: Sequence[str], work_dir: Path) -> DbtOutcome:
+def run_dbt(
+    args: Sequence[str], work_dir: Path, registry: SourceRegistry = DEFAULT_REGISTRY
+) -> DbtOutcome:
     """Run dbt on the ``spark`` target in this process (after :func:`spark_session`).
 
     Writes dbt's target and logs under ``work_dir`` so the DuckDB manifest that Dagster loads
-    (dbt_project/target) is never touched.
+    (dbt_project/target) is never touched. The models read the flag sources from the source
+    registry (var ``flag_sources``), as in every DuckDB invocation.
     """
     _require_spark()
     from dbt.cli.main import dbtRunner
@@ -184,6 +189,8 @@ def run_dbt(args: Sequence[str], work_dir: Path) -> DbtOutcome:
         str(work_dir / "dbt-target"),
         "--log-path",
         str(work_dir / "dbt-logs"),
+        "--vars",
+        json.dumps(registry.dbt_vars()),
     ]
     result = dbtRunner().invoke(argv)
     statuses: dict[str, str] = {}

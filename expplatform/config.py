@@ -36,13 +36,16 @@ class SettingDoc:
     meaning: str
 
 
+#: The default of the paths that follow the warehouse (a second warehouse gets its own copy).
+BESIDE_WAREHOUSE = "{} beside the warehouse"
+
 #: Every variable the platform reads, in the README's order. `None` default = unset.
 SETTINGS_DOC: tuple[SettingDoc, ...] = (
     SettingDoc("EXPPLATFORM_LANDING_DIR", "data/landing", "root of the landing zone"),
     SettingDoc("EXPPLATFORM_DUCKDB_PATH", "data/warehouse.duckdb", "the embedded warehouse"),
     SettingDoc(
         "EXPPLATFORM_SERVING_PATH",
-        "data/serving.duckdb",
+        BESIDE_WAREHOUSE.format("serving.duckdb"),
         "the readers' copy of the marts, published atomically after each successful run",
     ),
     SettingDoc("EXPPLATFORM_START_DATE", "2025-12-01", "the first daily partition"),
@@ -66,7 +69,11 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "http://127.0.0.1:3001",
         "base of the experiment health pages (links in alerts and asset metadata)",
     ),
-    SettingDoc("EXPPLATFORM_PAGES_DIR", "data/pages", "where the health pages are written"),
+    SettingDoc(
+        "EXPPLATFORM_PAGES_DIR",
+        BESIDE_WAREHOUSE.format("pages"),
+        "where the health pages are written",
+    ),
     SettingDoc("EXPPLATFORM_PAGES_PORT", "3001", "port of the page server of `make run`"),
     SettingDoc(
         "EXPPLATFORM_DBT_TARGET",
@@ -175,14 +182,19 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
     def path(name: str) -> Path:
         return resolve_path(env.get(name) or _DEFAULTS[name] or "")
 
+    def optional_path(name: str) -> Path | None:
+        return resolve_path(env[name]) if env.get(name) else None
+
     target = env.get("EXPPLATFORM_DBT_TARGET", _DEFAULTS["EXPPLATFORM_DBT_TARGET"] or "duckdb")
     if target not in ("duckdb", "dev", "spark"):
         raise ConfigError(f"EXPPLATFORM_DBT_TARGET must be duckdb, dev or spark, got {target!r}")
     return Settings(
         landing_dir=path("EXPPLATFORM_LANDING_DIR"),
         duckdb_path=path("EXPPLATFORM_DUCKDB_PATH"),
-        serving_path=path("EXPPLATFORM_SERVING_PATH"),
-        pages_dir=path("EXPPLATFORM_PAGES_DIR"),
+        # unset: beside the warehouse (Settings.__post_init__), so that two warehouses never
+        # publish to (or a reader of one never reads) the same serving copy
+        serving_path=optional_path("EXPPLATFORM_SERVING_PATH"),
+        pages_dir=optional_path("EXPPLATFORM_PAGES_DIR"),
         start_date=parse_date(
             env.get("EXPPLATFORM_START_DATE", _DEFAULTS["EXPPLATFORM_START_DATE"] or ""),
             "EXPPLATFORM_START_DATE",

@@ -175,3 +175,23 @@ def test_dagster_refuses_to_load_the_code_location_on_an_unprotected_instance(tm
     (home / "dagster.yaml").write_text(SHIPPED_DAGSTER_YAML.read_text())
     loaded = subprocess.run(command, env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert loaded.returncode == 0, loaded.stdout[-2000:] + loaded.stderr[-2000:]
+
+
+def test_the_serving_copy_and_pages_follow_the_warehouse_unless_set(tmp_path):
+    """Two warehouses never share a serving copy: unset, it sits beside its warehouse."""
+    from expplatform.config import get_settings
+
+    warehouse = tmp_path / "elsewhere" / "wh.duckdb"
+    settings = get_settings({"EXPPLATFORM_DUCKDB_PATH": str(warehouse)})
+    assert settings.serving == tmp_path / "elsewhere" / "serving.duckdb"
+    assert settings.pages == tmp_path / "elsewhere" / "pages"
+    assert get_settings({}).serving == PROJECT_ROOT / "data" / "serving.duckdb"
+    chosen = get_settings(
+        {
+            "EXPPLATFORM_DUCKDB_PATH": str(warehouse),
+            "EXPPLATFORM_SERVING_PATH": str(tmp_path / "readers.duckdb"),
+            "EXPPLATFORM_PAGES_DIR": "site",
+        }
+    )
+    assert chosen.serving == tmp_path / "readers.duckdb"
+    assert chosen.pages == PROJECT_ROOT / "site"

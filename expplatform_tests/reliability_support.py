@@ -126,12 +126,14 @@ def duplicated_raw_lines(db_path: Path) -> list[tuple]:
 
 
 def copy_clean_build(built: Settings, tmp: Path, landing_name: str = "landing") -> Settings:
-    """A private copy of the session's clean build (warehouse and landing zone) to modify."""
+    """A private copy of the session's clean build (warehouse, serving copy, landing zone)."""
     landing = tmp / landing_name
     shutil.copytree(built.landing_dir, landing)
     db = tmp / "wh" / "warehouse.duckdb"
     db.parent.mkdir(parents=True)
     shutil.copyfile(built.duckdb_path, db)
+    if built.serving.exists():  # the readers' copy the build published, beside its warehouse
+        shutil.copyfile(built.serving, db.with_name(built.serving.name))
     return Settings(
         landing_dir=landing,
         duckdb_path=db,

@@ -220,13 +220,15 @@ def build_dbt_assets(
         )
         load_dates: list[date] = dates_in_window(context.partition_time_window) if daily else []
         dbt_env = settings.dbt_env()
-        with warehouse.connect(on_wait=context.log.info) as con:
-            if daily:
-                recomputed = window.prepare_daily_run(
-                    con, registry, load_dates, landing.lookback_days
-                )
-            if settings.dbt_target == "dev":
-                dbt_env |= window.dev_window_env(con, registry, os.environ)
+        dev = settings.dbt_target == "dev"
+        if daily or dev:  # else the warehouse is first opened by dbt (which retries a lock)
+            with warehouse.connect(on_wait=context.log.info) as con:
+                if daily:
+                    recomputed = window.prepare_daily_run(
+                        con, registry, load_dates, landing.lookback_days
+                    )
+                if dev:
+                    dbt_env |= window.dev_window_env(con, registry, os.environ)
         if daily:
             context.log.info(
                 f"arrival dates {load_dates[0]} .. {load_dates[-1]}: recomputing "

@@ -10,6 +10,7 @@ settings.
 from __future__ import annotations
 
 import os
+from datetime import date
 
 from dagster import DagsterInstance, Definitions, definitions, in_process_executor
 
@@ -21,7 +22,7 @@ from expplatform.config import DUCKDB_POOL, Settings, get_settings
 from expplatform.health.asset import build_health_pages_asset
 from expplatform.ingestion.assets import build_ingestion_assets
 from expplatform.instance import check_instance
-from expplatform.jobs import build_materialize_all_job
+from expplatform.jobs import MATERIALIZE_ALL, build_materialize_all_job
 from expplatform.partitions import build_daily_partitions
 from expplatform.resources import build_resources
 from expplatform.serving import build_serving_asset
@@ -65,6 +66,36 @@ def build_definitions(
         resources=build_resources(settings, registry),
         executor=in_process_executor,
     )
+
+
+def materialize_range(
+    settings: Settings,
+    instance: DagsterInstance,
+    start: date,
+    end: date,
+    registry: SourceRegistry = DEFAULT_REGISTRY,
+) -> None:
+    """Every asset for arrival dates [start, end] as one single-run backfill, in this process.
+
+    For the soak and the tests (`expplatform materialize` adds the queue, progress and the
+    run's tags on top). Raises RuntimeError naming the failed steps' errors.
+    """
+    job = build_definitions(settings, registry, step_pools=False).resolve_job_def(MATERIALIZE_ALL)
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": start.isoformat(),
+            "dagster/asset_partition_range_end": end.isoformat(),
+        },
+        raise_on_error=False,
+    )
+    if not result.success:
+        failures = [
+            e.step_failure_data.error.message.strip()
+            for e in result.all_events
+            if e.is_step_failure and e.step_failure_data and e.step_failure_data.error
+        ]
+        raise RuntimeError(f"run {start}..{end} failed: {failures}")
 
 
 @definitions

@@ -8,6 +8,7 @@ environment directly.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -46,6 +47,36 @@ class ServingResource(ConfigurableResource):
         return Path(self.pages_dir)
 
 
+class AlertsResource(ConfigurableResource):
+    """Where alerts go besides the webhook, and what their links and missing-day lists start from.
+
+    The webhook URL is a secret: it is read from EXPPLATFORM_ALERT_WEBHOOK_URL when an alert is
+    sent (expplatform/automation/alerts/), never held by a resource, whose config Dagster stores.
+    """
+
+    alert_log: str
+    ui_url: str = "http://127.0.0.1:3000"
+    pages_url: str = "http://127.0.0.1:3001"
+    start_date: str = "2025-12-01"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.alert_log)
+
+    @property
+    def first_date(self) -> date:
+        return date.fromisoformat(self.start_date)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertsResource:
+        return cls(
+            alert_log=str(settings.alert_log),
+            ui_url=settings.ui_url,
+            pages_url=settings.pages_url,
+            start_date=settings.start_date.isoformat(),
+        )
+
+
 def build_resources(settings: Settings, registry: SourceRegistry) -> dict[str, object]:
     """The resources of the platform; tests pass their own settings (temporary paths)."""
     return {
@@ -69,4 +100,5 @@ def build_resources(settings: Settings, registry: SourceRegistry) -> dict[str, o
             pages_url=settings.pages_url,
             ui_url=settings.ui_url,
         ),
+        "alerts": AlertsResource.from_settings(settings),
     }

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from expplatform.catalog import CONTRACT_TABLES, MART_HEALTH_BY_TIER, name_of
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.contract import CONTRACT_TABLES
 from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
 from expplatform.transform.duckdb_udfs import CHI2_SF_NAME, chi2_sf
 
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 #: The contract's output tables and the per-tier health mart, with the columns identifying a row.
 COMPARED_TABLES: dict[str, tuple[str, ...]] = {
-    **CONTRACT_TABLES,
-    "mart_experiment_health_by_tier_daily": ("experiment_key", "date", "subscription_tier"),
+    **{name_of(table): key for table, key in CONTRACT_TABLES.items()},
+    name_of(MART_HEALTH_BY_TIER): ("experiment_key", "date", "subscription_tier"),
 }
 
 #: The DuckDB schemas copied to Spark: the loaded events and the bookkeeping the ops write

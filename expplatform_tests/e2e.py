@@ -11,8 +11,7 @@ import duckdb
 from dagster import DagsterInstance
 
 from expplatform.config import Settings
-from expplatform.definitions import build_definitions
-from expplatform.jobs import MATERIALIZE_ALL
+from expplatform.definitions import materialize_range
 from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
 
 #: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
@@ -50,23 +49,7 @@ def run_range(
     registry: SourceRegistry = DEFAULT_REGISTRY,
 ) -> None:
     """Materialize every asset for arrival dates [start, end] as one single-run backfill."""
-    defs = build_definitions(settings, registry)
-    job = defs.resolve_job_def(MATERIALIZE_ALL)
-    result = job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat(),
-        },
-        raise_on_error=False,
-    )
-    if not result.success:
-        failures = [
-            e.step_failure_data.error.message
-            for e in result.all_events
-            if e.is_step_failure and e.step_failure_data and e.step_failure_data.error
-        ]
-        raise AssertionError(f"run {start}..{end} failed: {failures}")
+    materialize_range(settings, instance, start, end, registry)
 
 
 def snapshot(db_path: Path, tables: Sequence[str] = tuple(CONTRACT_TABLES)) -> dict[str, list]:

@@ -470,7 +470,13 @@ def test_landing_check_reads_only_the_landing_zone_and_alerts_once_per_stop(
     )
 
     def tick(sensor, instance, cursor):
-        context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        # the two resources the sensors use (the warehouse's would take the writer lock)
+        context = build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            definitions=defs,
+            resources={"landing": defs.resources["landing"], "alerts": defs.resources["alerts"]},
+        )
         return sensor.evaluate_tick(context)
 
     with instance_for_test() as instance:
@@ -537,7 +543,9 @@ def test_a_freshness_miss_names_the_missing_partitions_and_is_posted_once(tmp_pa
             instance.report_runless_asset_event(AssetMaterialization(legacy, partition=partition))
 
     def tick(cursor):
-        context = build_sensor_context(instance=instance, cursor=cursor)
+        context = build_sensor_context(
+            instance=instance, cursor=cursor, resources={"alerts": defs.resources["alerts"]}
+        )
         return alert_on_failures.evaluate_tick(context).cursor
 
     with instance_for_test() as instance:

@@ -33,6 +33,7 @@ from expplatform.automation.alerts import delivery as alert_delivery
 from expplatform.config import get_settings
 from expplatform.definitions import build_definitions
 from expplatform.jobs import MATERIALIZE_ALL
+from expplatform.resources import AlertsResource
 from expplatform_tests.conftest import ld_line, write_text
 from expplatform_tests.e2e import make_settings
 from expplatform_tests.reliability_support import FailingWebhook, files_containing
@@ -54,7 +55,12 @@ def range_tags(start: date, end: date) -> dict[str, str]:
 
 
 def evaluate(sensor, instance: DagsterInstance, cursor: str | None) -> str | None:
-    return sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor)).cursor
+    context = build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"alerts": AlertsResource.from_settings(get_settings())},
+    )
+    return sensor.evaluate_tick(context).cursor
 
 
 def everything_recorded(instance: DagsterInstance) -> str:

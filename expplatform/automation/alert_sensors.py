@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from dagster import (
     DagsterEventType,
@@ -49,7 +49,7 @@ from expplatform.automation.alerts import (
     webhook_url_from_env,
 )
 from expplatform.automation.freshness import freshness_missing_partitions
-from expplatform.config import get_settings
+from expplatform.resources import AlertsResource
 
 #: Dagster's run tags for retries (dagster/_core/storage/tags.py; read, not imported).
 ROOT_RUN_ID_TAG = "dagster/root_run_id"
@@ -170,7 +170,9 @@ def unmaterialized_assets(instance: DagsterInstance, run: DagsterRun) -> list[st
     return sorted(planned - done)
 
 
-def check_outcomes(instance: DagsterInstance, run: DagsterRun) -> tuple[CheckOutcome, ...]:
+def check_outcomes(
+    instance: DagsterInstance, run: DagsterRun, first_date: date
+) -> tuple[CheckOutcome, ...]:
     """One outcome per check of the run: failed if its last evaluation of any partition failed.
 
     A check evaluated more than once for a partition (a retried step) counts by
@@ -196,7 +198,9 @@ def check_outcomes(instance: DagsterInstance, run: DagsterRun) -> tuple[CheckOut
         worst = max(shown, key=lambda e: SEVERITY_RANK.get(e.severity.value, 0))
         partitions = tuple(sorted({e.partition or run_partition for e in shown} - {None}))
         if failed:
-            missing = freshness_missing_partitions(instance, asset_key, check_name, worst.metadata)
+            missing = freshness_missing_partitions(
+                instance, asset_key, check_name, worst.metadata, first_date
+            )
             partitions = tuple(missing) if missing is not None else partitions
         outcomes.append(
             CheckOutcome(
@@ -212,7 +216,9 @@ def check_outcomes(instance: DagsterInstance, run: DagsterRun) -> tuple[CheckOut
     return tuple(sorted(outcomes, key=lambda c: (c.asset, c.check)))
 
 
-def run_outcome(instance: DagsterInstance, run: DagsterRun, succeeded: bool) -> RunOutcome:
+def run_outcome(
+    instance: DagsterInstance, run: DagsterRun, succeeded: bool, first_date: date
+) -> RunOutcome:
     """What a finished run tells the alerts (its retry chain from Dagster's run tags)."""
     tags = dict(run.tags)
     retry_number = _int(tags.get(RETRY_NUMBER_TAG))
@@ -239,7 +245,7 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun, succeeded: bool) -> 
         failed_steps={} if succeeded else failed_steps(instance, run),
         error=None if succeeded else run_error(instance, run),
         not_materialized=() if succeeded else tuple(unmaterialized_assets(instance, run)),
-        checks=check_outcomes(instance, run),
+        checks=check_outcomes(instance, run, first_date),
     )
 
 
@@ -247,7 +253,9 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun, succeeded: bool) -> 
 
 
 def evaluate_alerts(
-    context: SensorEvaluationContext, budget_seconds: float = TICK_BUDGET_SECONDS
+    context: SensorEvaluationContext,
+    alerts: AlertsResource,
+    budget_seconds: float = TICK_BUDGET_SECONDS,
 ) -> SkipReason:
     """One tick: every run finished since the cursor, in order; the cursor carries the state."""
     instance = context.instance
@@ -258,8 +266,7 @@ def evaluate_alerts(
         context.update_cursor(state.to_cursor())
         return SkipReason(f"started: runs finishing after event {state.after} will be alerted")
 
-    settings = get_settings()
-    links = Links(settings.ui_url, settings.pages_url)
+    links = Links(alerts.ui_url, alerts.pages_url)
     webhook_url = webhook_url_from_env()
     started = time.monotonic()
     handled = sent = 0
@@ -270,15 +277,15 @@ def evaluate_alerts(
         run = instance.get_run_by_id(run_id)
         if run is not None:
             try:
-                outcome = run_outcome(instance, run, succeeded)
+                outcome = run_outcome(instance, run, succeeded, alerts.first_date)
                 transitions = state.record(outcome, datetime.now(UTC))
-                alerts = [alert_for(t, links) for t in transitions]
+                messages = [alert_for(t, links) for t in transitions]
             except Exception:  # one unreadable run must not stop the alerts of the others
                 context.log.exception(f"run {run_id}: could not build its alerts; skipped")
-                alerts = []
-            if alerts:
+                messages = []
+            if messages:
                 results = deliver_all(
-                    alerts, webhook_url=webhook_url, alert_log=settings.alert_log, log=context.log
+                    messages, webhook_url=webhook_url, alert_log=alerts.log_path, log=context.log
                 )
                 sent += sum(r.delivered for r in results)
         state.after = storage_id
@@ -300,8 +307,8 @@ def evaluate_alerts(
     "their recoveries, to the team channel (EXPPLATFORM_ALERT_WEBHOOK_URL, else the local alert "
     "log). The cursor holds the open failures.",
 )
-def alert_on_failures(context: SensorEvaluationContext) -> SkipReason:
-    return evaluate_alerts(context)
+def alert_on_failures(context: SensorEvaluationContext, alerts: AlertsResource) -> SkipReason:
+    return evaluate_alerts(context, alerts)
 
 
 alert_sensors = [alert_on_failures]

@@ -59,7 +59,6 @@ from dagster import (
     sensor,
 )
 
-from expplatform.config import get_settings
 from expplatform.ingestion.landing import (
     SOURCES,
     LandingZoneError,
@@ -142,10 +141,11 @@ def missing_partitions(
     instance: DagsterInstance,
     asset_key: AssetKey,
     expected: date,
+    first: date,
     days: int = MISSING_LOOKBACK_DAYS,
 ) -> list[str]:
-    """The partitions among `expected` and the `days - 1` before it that were never materialized."""
-    first = get_settings().start_date
+    """The partitions among `expected` and the `days - 1` before it that were never materialized
+    (none before `first`, the first daily partition)."""
     keys = [expected - timedelta(days=i) for i in range(days)]
     missing = []
     for day in sorted(d for d in keys if d >= first):
@@ -162,6 +162,7 @@ def freshness_missing_partitions(
     asset_key: AssetKey,
     check_name: str,
     metadata: Mapping[str, object],
+    first: date,
 ) -> list[str] | None:
     """For a failed freshness check of a daily asset, the missing partitions; else None.
 
@@ -178,7 +179,7 @@ def freshness_missing_partitions(
         if isinstance(seconds, (int, float))
         else last_deadline(datetime.now(UTC))
     )
-    return missing_partitions(instance, asset_key, deadline.date() - timedelta(days=1))
+    return missing_partitions(instance, asset_key, deadline.date() - timedelta(days=1), first)
 
 
 # --- landing delivery ---------------------------------------------------------------------------
@@ -355,8 +356,10 @@ def plan_landing_check(
     description="Runs the landing_delivery checks once a day after 09:00 UTC and whenever a "
     "source's verdict changes (reads only the landing zone).",
 )
-def landing_delivery_sensor(context: SensorEvaluationContext) -> SensorResult:
-    landing_dir = get_settings().landing_dir
+def landing_delivery_sensor(
+    context: SensorEvaluationContext, landing: LandingZoneResource
+) -> SensorResult:
+    landing_dir = landing.path
     try:
         check_landing_dir(landing_dir)
     except LandingZoneError as exc:

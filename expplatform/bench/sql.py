@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from expplatform.catalog import CONTRACT_TABLES, name_of
 from expplatform.config import DBT_PROJECT_DIR, PROJECT_ROOT
-from expplatform.contract import CONTRACT_TABLES
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 BARE_SQL = BENCH_DIR / "bare_pipeline.sql"
@@ -27,7 +27,7 @@ SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
 
 #: The contract's section-5 tables, compared between the pipeline (schema marts) and the bare
 #: script (schema bare).
-COMPARED_TABLES = tuple(CONTRACT_TABLES)
+COMPARED_TABLES = tuple(name_of(table) for table in CONTRACT_TABLES)
 
 _NAME_RE = re.compile(r"create\s+(?:or\s+replace\s+)?(?:temp\s+)?(?:table|macro|schema)\s+"
                       r"(?:if\s+not\s+exists\s+)?([\w.]+)", re.IGNORECASE)  # fmt: skip

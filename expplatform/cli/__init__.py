@@ -1,6 +1,6 @@
 """The `expplatform` command: one module per group of subcommands.
 
-- `sample-data` (data.py), `materialize` (materialize.py), `report` (report.py);
+- `sample-data` (data.py), `materialize` (materialize.py), `report` (report.py), `soak` (soak.py);
 - `prepare`, `instance` (admin.py): explicit set-up, never done on import;
 - `bench` (expplatform/bench/cli.py), `spark-check` (spark.py), `serve` (the page server).
 
@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from expplatform import __version__
-from expplatform.cli import admin, data, materialize, report
+from expplatform.cli import admin, data, materialize, report, soak
 from expplatform.cli.common import EXIT_INTERRUPTED, err
 from expplatform.cli.materialize import run_materialization, sample_range
 from expplatform.cli.report import allocation_report, format_rows
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parser(sub)
     materialize.add_parser(sub)
     report.add_parser(sub)
+    soak.add_parser(sub)
 
     p = sub.add_parser("bench", help="benchmark backfill, daily run, bare floor and dashboard")
     from expplatform.bench.cli import add_bench_arguments

@@ -190,7 +190,7 @@ def run_materialization(
     started = time.monotonic()
     worker = threading.Thread(target=execute, daemon=True)
     worker.start()
-    seen = 0
+    cursor: str | None = None
     done_steps = 0
     failures: list[str] = []
     materialized = checks_failed = checks_total = 0
@@ -203,9 +203,12 @@ def run_materialization(
     }
 
     def drain() -> None:
-        nonlocal seen, materialized, checks_failed, checks_total, done_steps
-        records = instance.all_logs(run_id)
-        for record in records[seen:]:
+        # only the events since the last look (re-reading the whole run every 0.5 s cost seconds
+        # of the run's own time: this thread competes with it for the interpreter)
+        nonlocal cursor, materialized, checks_failed, checks_total, done_steps
+        connection = instance.get_records_for_run(run_id, cursor=cursor)
+        cursor = connection.cursor
+        for record in (r.event_log_entry for r in connection.records):
             event = record.dagster_event
             if event is None and record.user_message.startswith(WRITER_LOCK_WAIT):
                 echo(record.user_message)  # the console shows warnings only: say why it waits
@@ -230,7 +233,8 @@ def run_materialization(
                     checks_failed += 1
                     key = event.event_specific_data.asset_key.to_user_string()
                     echo(f"  ! check {event.event_specific_data.check_name} on {key} failed")
-        seen = len(records)
+        if connection.has_more:
+            drain()
 
     while worker.is_alive():
         worker.join(poll_seconds)

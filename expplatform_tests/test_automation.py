@@ -526,11 +526,10 @@ def test_a_freshness_miss_names_the_missing_partitions_and_is_posted_once(tmp_pa
     from expplatform.automation.alert_sensors import alert_on_failures
     from expplatform.definitions import build_definitions
 
-    defs = build_definitions()
-
     alert_log = tmp_path / "alerts.log"
     monkeypatch.delenv("EXPPLATFORM_ALERT_WEBHOOK_URL", raising=False)
     monkeypatch.setenv("EXPPLATFORM_ALERT_LOG", str(alert_log))
+    defs = build_definitions()  # its alerts resource writes to that log
     e = expected_date(datetime.now(UTC))
     legacy = AssetKey(["raw", "legacy_feature_flag_events"])
     job = defs.resolve_implicit_global_asset_job_def().get_subset(

@@ -74,14 +74,19 @@ def materialize_range(
     start: date,
     end: date,
     registry: SourceRegistry = DEFAULT_REGISTRY,
+    *,
+    quiet: bool = False,
 ) -> None:
     """Every asset for arrival dates [start, end] as one single-run backfill, in this process.
 
     For the soak and the tests (`expplatform materialize` adds the queue, progress and the
-    run's tags on top). Raises RuntimeError naming the failed steps' errors.
+    run's tags on top). `quiet` keeps Dagster's console log to warnings and errors. Raises
+    RuntimeError naming the failed steps' errors.
     """
     job = build_definitions(settings, registry, step_pools=False).resolve_job_def(MATERIALIZE_ALL)
+    level = "WARNING" if quiet else "DEBUG"
     result = job.execute_in_process(
+        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": start.isoformat(),

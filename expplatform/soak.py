@@ -238,7 +238,7 @@ class Soak:
         from expplatform.definitions import materialize_range
 
         with DagsterInstance.ephemeral() as instance:
-            materialize_range(settings, instance, start, end)
+            materialize_range(settings, instance, start, end, quiet=True)
 
     def clean_build(self, landing: Path) -> dict[str, list]:
         state = landing_state(landing)

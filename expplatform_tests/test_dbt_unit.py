@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from expplatform.catalog import ddl
 from expplatform.config import DBT_PROJECT_DIR
@@ -44,5 +45,12 @@ def test_dbt_unit_tests_pass(tmp_path: Path):
     # and runs each model's unit tests right before it. Check they really ran and passed.
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     unit = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
-    assert len(unit) >= 8, unit
+    # every unit test written in the models' YAML ran (none silently deselected), and passed
+    written = {
+        test["name"]
+        for path in (DBT_PROJECT_DIR / "models").rglob("*.yml")
+        for test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])
+    }
+    ran = {unique_id.rsplit(".", 1)[-1] for unique_id in unit}
+    assert len(written) == 9 and ran == written, (sorted(ran), sorted(written))
     assert set(unit.values()) == {"pass"}, unit

@@ -4,13 +4,13 @@ A seeded random driver draws sequences of single-run materializations of the
 arrival dates 2025-12-01..04 of the hand-made fixture (test_models_e2e):
 partitions and ranges, repeated, overlapping, in reverse order, with gaps
 filled later. Each sequence runs through the real Dagster job (raw loads, the
-three dbt steps, checks) on a fresh warehouse, and must end with every table of
+dbt build, checks) on a fresh warehouse, and must end with every table of
 raw, intermediate and marts equal, row for row, to the session's clean build
 (`built`: one run of the whole range), with the marts' queues empty and no raw
 line loaded twice along the way.
 
 The seeds are in the test ids; EXPPLATFORM_RELIABILITY_SEEDS="1,2,3,..." runs
-other or more sequences (each run costs ~30 s: three dbt start-ups).
+other or more sequences (each run costs 10-20 s); `expplatform soak` draws richer ones.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def test_random_run_sequences_end_equal_to_the_clean_build(seed, built, tmp_path
     clean = warehouse_snapshot(built.duckdb_path)
     assert clean["marts.fct_experiment_exposures_daily"], "the clean build is empty"
     sequence = random_sequence(seed)
-    # The same warehouse path for every sequence: dbt's partial parsing survives between them
-    # (a new path is a new profile, and a full re-parse in each of the three dbt steps).
+    # The same warehouse path for every sequence: the parsed dbt manifest is cached per
+    # warehouse name, so the sequences do not re-parse the project.
     folder = tmp_path_factory.getbasetemp() / "idempotence"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()

@@ -21,11 +21,17 @@
         count(*) as variation_count,
         max(tested_users) as tested_users,
         min(observed_users) as smallest_variation_users,
+        -- summed as decimals: a sum of doubles depends on the order the rows arrive in, which
+        -- differs between an incremental and a clean build (the soak saw the last digit of the
+        -- chi-square change); decimal addition is exact, so every build gives the same value
         case
             when max(tested_users) > 0
                 then cast(sum(
-                    power(observed_users - tested_users * expected_share, 2)
-                    / (tested_users * expected_share)
+                    cast(
+                        power(observed_users - tested_users * expected_share, 2)
+                        / (tested_users * expected_share)
+                        as decimal(38, 12)
+                    )
                 ) as double)
         end as srm_chi_square,
         case

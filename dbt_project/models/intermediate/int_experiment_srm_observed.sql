@@ -40,7 +40,12 @@ expected_shares as (
     select
         experiment_key,
         variation_name,
-        expected_weight / sum(expected_weight) over (partition by experiment_key) as expected_share
+        -- the weights summed as decimals: exact, so the share does not depend on row order
+        cast(
+            cast(expected_weight as decimal(18, 9))
+            / sum(cast(expected_weight as decimal(18, 9))) over (partition by experiment_key)
+            as double
+        ) as expected_share
 
     from variations
 

@@ -24,14 +24,18 @@
         -- summed as decimals: a sum of doubles depends on the order the rows arrive in, which
         -- differs between an incremental and a clean build (the soak saw the last digit of the
         -- chi-square change); decimal addition is exact, so every build gives the same value
+        -- (the term is guarded row by row: a segment without tested users would be 0 / 0)
         case
             when max(tested_users) > 0
                 then cast(sum(
-                    cast(
-                        power(observed_users - tested_users * expected_share, 2)
-                        / (tested_users * expected_share)
-                        as decimal(38, 12)
-                    )
+                    case
+                        when tested_users > 0
+                            then cast(
+                                power(observed_users - tested_users * expected_share, 2)
+                                / (tested_users * expected_share)
+                                as decimal(38, 12)
+                            )
+                    end
                 ) as double)
         end as srm_chi_square,
         case

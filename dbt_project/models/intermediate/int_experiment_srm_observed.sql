@@ -51,27 +51,16 @@ expected_shares as (
 
 ),
 
-experiment_spans as (
+-- the experiment's dates and each tier's, as the marts show them (macros/experiment_spans.sql)
+experiment_dates as (
 
-    select
-        experiment_key,
-        min(assignment_date) as first_date,
-        max(last_exposure_date) as last_date
-
-    from assignments
-    group by experiment_key
+    {{ assignment_group_dates('assignments') }}
 
 ),
 
-tier_spans as (
+tier_dates as (
 
-    select
-        experiment_key,
-        subscription_tier,
-        min(assignment_date) as first_date
-
-    from assignments
-    group by experiment_key, subscription_tier
+    {{ assignment_group_dates('assignments', ['subscription_tier']) }}
 
 ),
 
@@ -80,21 +69,18 @@ segment_dates as (
     select
         experiment_key,
         cast(null as {{ dbt.type_string() }}) as subscription_tier,
-        {{ each_day_between('first_date', 'last_date') }} as date
+        date
 
-    from experiment_spans
+    from experiment_dates
 
     union all
 
-    -- a tier has a row from its first assignment date on: once present, it stays present
     select
-        tier_spans.experiment_key,
-        tier_spans.subscription_tier,
-        {{ each_day_between('tier_spans.first_date', 'experiment_spans.last_date') }} as date
+        experiment_key,
+        subscription_tier,
+        date
 
-    from tier_spans
-    inner join experiment_spans
-        on tier_spans.experiment_key = experiment_spans.experiment_key
+    from tier_dates
 
 ),
 

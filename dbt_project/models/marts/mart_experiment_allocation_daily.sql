@@ -44,17 +44,6 @@ variations as (
 
 ),
 
-experiment_spans as (
-
-    select
-        experiment_key,
-        max(last_exposure_date) as last_date
-
-    from assignments
-    group by experiment_key
-
-),
-
 new_users as (
 
     select
@@ -69,30 +58,10 @@ new_users as (
 
 ),
 
-group_spans as (
-
-    select
-        experiment_key,
-        variation_name,
-        subscription_tier,
-        min(assignment_date) as first_date
-
-    from new_users
-    group by experiment_key, variation_name, subscription_tier
-
-),
-
+-- each (variation, tier) group from its first assignment date on (macros/experiment_spans.sql)
 group_dates as (
 
-    select
-        group_spans.experiment_key,
-        group_spans.variation_name,
-        group_spans.subscription_tier,
-        {{ each_day_between('group_spans.first_date', 'experiment_spans.last_date') }} as date
-
-    from group_spans
-    inner join experiment_spans
-        on group_spans.experiment_key = experiment_spans.experiment_key
+    {{ assignment_group_dates('assignments', ['variation_name', 'subscription_tier']) }}
 
 ),
 

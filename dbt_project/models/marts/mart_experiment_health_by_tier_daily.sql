@@ -22,41 +22,11 @@ assignments as (
 
 ),
 
--- the experiments' span ends on the same date as in the other marts
-experiment_spans as (
-
-    select
-        experiment_key,
-        max(last_exposure_date) as last_date
-
-    from assignments
-    group by experiment_key
-
-),
-
-tier_spans as (
-
-    select
-        experiment_key,
-        subscription_tier,
-        min(assignment_date) as first_date
-
-    from assignments
-    group by experiment_key, subscription_tier
-
-),
-
--- a tier has a row from its first assignment date on: once present, it stays present
+-- a tier has a row from its first assignment date on: once present, it stays present, until
+-- the experiment's last exposure date like the other marts (macros/experiment_spans.sql)
 tier_dates as (
 
-    select
-        tier_spans.experiment_key,
-        tier_spans.subscription_tier,
-        {{ each_day_between('tier_spans.first_date', 'experiment_spans.last_date') }} as date
-
-    from tier_spans
-    inner join experiment_spans
-        on tier_spans.experiment_key = experiment_spans.experiment_key
+    {{ assignment_group_dates('assignments', ['subscription_tier']) }}
 
 ),
 

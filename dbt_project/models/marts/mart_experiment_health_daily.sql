@@ -20,15 +20,10 @@ assignments as (
 
 ),
 
--- the same span as mart_experiment_allocation_daily
+-- the same span as mart_experiment_allocation_daily (macros/experiment_spans.sql)
 experiment_dates as (
 
-    select
-        experiment_key,
-        {{ each_day_between('min(assignment_date)', 'max(last_exposure_date)') }} as date
-
-    from assignments
-    group by experiment_key
+    {{ assignment_group_dates('assignments') }}
 
 ),
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from typing import Any
 
 from dagster import DagsterInstance, Definitions, definitions, in_process_executor
 
@@ -96,11 +97,18 @@ def materialize_range(
     )
     if not result.success:
         failures = [
-            e.step_failure_data.error.message.strip()
+            _root_message(e.step_failure_data.error)
             for e in result.all_events
             if e.is_step_failure and e.step_failure_data and e.step_failure_data.error
         ]
         raise RuntimeError(f"run {start}..{end} failed: {failures}")
+
+
+def _root_message(error: Any) -> str:
+    """The user code's own error: Dagster wraps it ("Error occurred while executing op")."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 @definitions

@@ -17,7 +17,6 @@ The step:
 5. advances the bookkeeping only if dbt succeeded.
 """
 
-import os
 import time
 from collections.abc import Iterator, Mapping
 from datetime import date
@@ -40,7 +39,7 @@ from dagster import (
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from expplatform import catalog
-from expplatform.config import DUCKDB_POOL, Settings
+from expplatform.config import DUCKDB_POOL, ConfigError, Settings
 from expplatform.partitions import dates_in_window
 from expplatform.quality import checks
 from expplatform.resources import LandingZoneResource, ServingResource
@@ -56,15 +55,15 @@ from expplatform.transform.metadata import (
     row_count,
 )
 from expplatform.transform.project import DbtResource, load_manifest
-from expplatform.warehouse import WarehouseResource
+from expplatform.warehouse import WarehouseResource, retry_while_locked
 
 LAYERS = ("staging", "intermediate", "marts")
 OWNERS = ["team:experimentation-data"]
 UNIQUE_ID = "dagster_dbt/unique_id"
 #: dbt opens the warehouse once, at start-up: when another process (an analyst's notebook on
 #: the warehouse file) holds it then, dbt fails before building anything and is started again
-#: after 2, 4, 8, 16 s.
-DBT_LOCK_ATTEMPTS = 5
+#: (warehouse.retry_while_locked) for up to this long.
+DBT_LOCK_WAIT_SECONDS = 60.0
 #: The models whose build consumes the marts' queues (emptied only when both built).
 QUEUE_CONSUMERS = {catalog.FCT_ASSIGNMENTS_KEY, catalog.INT_ACTIVITY_KEY}
 #: Date column of each partitioned table, for its per-partition row counts.
@@ -168,6 +167,12 @@ def _check_result(result: NodeResult, check_key: AssetCheckKey) -> AssetCheckRes
     )
 
 
+def _failing(result: NodeResult) -> str:
+    if result.failures is not None and result.status == "fail":
+        return f"{result.failures} failing row(s)"
+    return (result.message or result.status).strip()
+
+
 def build_dbt_assets(
     settings: Settings,
     registry: SourceRegistry,
@@ -193,6 +198,12 @@ def build_dbt_assets(
     }
     test_of_check = {spec.key: nodes[spec.metadata[UNIQUE_ID]] for spec in dbt_check_specs}
     check_of_test = {node["unique_id"]: key for key, node in test_of_check.items()}
+    # The registry's validation (tests on the seeds): a failure stops the run with the rule.
+    rule_of = {
+        node["unique_id"]: (node.get("description") or node["name"]).rstrip(".")
+        for key, node in test_of_check.items()
+        if key.asset_key.path[0] == "registry"
+    }
     asset_of_node = {spec.metadata[UNIQUE_ID]: spec.key for spec in specs}
     partitioned = {spec.key for spec in specs if spec.partitions_def is not None}
     fct_key = catalog.FCT_EXPOSURES_DAILY_KEY
@@ -228,7 +239,7 @@ def build_dbt_assets(
                         con, registry, load_dates, landing.lookback_days
                     )
                 if dev:
-                    dbt_env |= window.dev_window_env(con, registry, os.environ)
+                    dbt_env |= window.dev_window_env(con, registry, settings)
         if daily:
             context.log.info(
                 f"arrival dates {load_dates[0]} .. {load_dates[-1]}: recomputing "
@@ -239,17 +250,15 @@ def build_dbt_assets(
         )
         invocation = Invocation((), None)
         if select:
-            for attempt in range(1, DBT_LOCK_ATTEMPTS + 1):
-                started = time.monotonic()
-                invocation = dbt.build(select, dbt_env, log=context.log.info)
-                if not is_busy(invocation) or attempt == DBT_LOCK_ATTEMPTS:
-                    break
-                delay = 2**attempt
-                context.log.warning(
-                    f"warehouse busy: dbt could not lock {warehouse.database_path.name} (another "
-                    f"process holds it), retrying in {delay}s ({attempt}/{DBT_LOCK_ATTEMPTS - 1})"
-                )
-                time.sleep(delay)
+            started = time.monotonic()
+            invocation = retry_while_locked(
+                lambda: dbt.build(select, dbt_env, log=context.log.info),
+                warehouse.database_path,
+                locked=is_busy,
+                wait_seconds=DBT_LOCK_WAIT_SECONDS,
+                on_wait=context.log.warning,
+                who="dbt",
+            )
             context.log.info(summary(invocation, time.monotonic() - started))
         # in dbt's execution order: Dagster wants a multi-asset's outputs in topological order
         built_in_order = [
@@ -259,6 +268,11 @@ def build_dbt_assets(
         ]
         built = set(built_in_order)
         failed = invocation.failed
+        invalid = [  # the registry's rules it breaks
+            r
+            for r in invocation.results
+            if r.status in ("fail", "error") and r.unique_id in rule_of
+        ]
         results: list[AssetCheckResult] = []
         with warehouse.connect(on_wait=context.log.info) as con:
             for key in built_in_order:
@@ -270,7 +284,7 @@ def build_dbt_assets(
                 check_key = check_of_test.get(r.unique_id)
                 if check_key is not None and check_key in selected_checks and r.status != "skipped":
                     results.append(_check_result(r, check_key))
-            if invocation.error is None and not failed:
+            if invocation.error is None and not failed and not invalid:
                 results += checks.evaluate_mart_checks(con, selected_checks, registry)
                 if fct_key in built:
                     window.finish_daily_run(con)
@@ -280,6 +294,13 @@ def build_dbt_assets(
         yield from results
         if invocation.error is not None:
             raise invocation.error
+        if invalid:
+            raise ConfigError(
+                "the experiment registry (dbt_project/seeds/experiments.csv and "
+                "experiment_variations.csv) breaks "
+                + "; ".join(f"{rule_of[r.unique_id]} ({r.name}: {_failing(r)})" for r in invalid)
+                + ": no model that reads the registry was built; correct the CSV files and run again"
+            )
         if failed:
             raise RuntimeError(
                 "dbt build failed: "

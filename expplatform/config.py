@@ -81,6 +81,19 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "`dev` builds a deterministic sample of users and recent days",
     ),
     SettingDoc(
+        "EXPPLATFORM_DEV_SAMPLE_PCT", "10", "dev target: percent of users kept (100 keeps all)"
+    ),
+    SettingDoc(
+        "EXPPLATFORM_DEV_DAYS",
+        None,
+        "dev target: days of history kept, up to EXPPLATFORM_DEV_AS_OF (unset: all)",
+    ),
+    SettingDoc(
+        "EXPPLATFORM_DEV_AS_OF",
+        None,
+        "dev target: the last day kept (unset: the newest arrival date loaded)",
+    ),
+    SettingDoc(
         "EXPPLATFORM_DBT_PROJECT_DIR",
         "dbt_project",
         "the dbt project (the models, the registry seeds)",
@@ -119,6 +132,17 @@ def _whole_number(env: Mapping[str, str], name: str, minimum: int) -> int:
     return value
 
 
+def _percent(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name) or _DEFAULTS[name] or ""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of percent, got {raw!r}") from None
+    if not 0 < value <= 100:
+        raise ConfigError(f"{name} must be above 0 and at most 100, got {raw}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """The platform's settings; build with :func:`get_settings` (tests build their own)."""
@@ -138,6 +162,10 @@ class Settings:
     duckdb_memory_limit: str = "3GB"
     duckdb_threads: int = 2
     landing_sensor_interval: int = 60
+    #: the dev target's sample (dbt_project/macros/dev_sample.sql); ignored by other targets
+    dev_sample_pct: float = 10.0
+    dev_days: int | None = None
+    dev_as_of: date | None = None
 
     def __post_init__(self) -> None:
         # Tests build Settings with only the warehouse: its readers' copy and pages sit beside it.
@@ -172,6 +200,9 @@ class Settings:
             "EXPPLATFORM_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "EXPPLATFORM_DUCKDB_THREADS": str(self.duckdb_threads),
             "EXPPLATFORM_LOOKBACK_DAYS": str(self.lookback_days),
+            "EXPPLATFORM_DEV_SAMPLE_PCT": f"{self.dev_sample_pct:g}",
+            "EXPPLATFORM_DEV_DAYS": "" if self.dev_days is None else str(self.dev_days),
+            "EXPPLATFORM_DEV_AS_OF": "" if self.dev_as_of is None else self.dev_as_of.isoformat(),
         }
 
 
@@ -214,6 +245,15 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
             "EXPPLATFORM_DUCKDB_MEMORY_LIMIT", _DEFAULTS["EXPPLATFORM_DUCKDB_MEMORY_LIMIT"] or ""
         ),
         duckdb_threads=_whole_number(env, "EXPPLATFORM_DUCKDB_THREADS", 1),
+        dev_sample_pct=_percent(env, "EXPPLATFORM_DEV_SAMPLE_PCT"),
+        dev_days=_whole_number(env, "EXPPLATFORM_DEV_DAYS", 1)
+        if env.get("EXPPLATFORM_DEV_DAYS")
+        else None,
+        dev_as_of=(
+            parse_date(env["EXPPLATFORM_DEV_AS_OF"], "EXPPLATFORM_DEV_AS_OF")
+            if env.get("EXPPLATFORM_DEV_AS_OF")
+            else None
+        ),
     )
 
 

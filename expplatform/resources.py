@@ -35,8 +35,8 @@ class ServingResource(ConfigurableResource):
 
     serving_path: str
     pages_dir: str
+    #: where the pages are served: linked from asset metadata and from alerts
     pages_url: str = "http://127.0.0.1:3001"
-    ui_url: str = "http://127.0.0.1:3000"
 
     @property
     def path(self) -> Path:
@@ -46,9 +46,18 @@ class ServingResource(ConfigurableResource):
     def pages(self) -> Path:
         return Path(self.pages_dir)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServingResource:
+        return cls(
+            serving_path=str(settings.serving),
+            pages_dir=str(settings.pages),
+            pages_url=settings.pages_url,
+        )
+
 
 class AlertsResource(ConfigurableResource):
-    """Where alerts go besides the webhook, and what their links and missing-day lists start from.
+    """Where alerts go besides the webhook, the UI their run links point to, and the first date
+    their missing-day lists start from (the pages' address is the serving resource's).
 
     The webhook URL is a secret: it is read from EXPPLATFORM_ALERT_WEBHOOK_URL when an alert is
     sent (expplatform/automation/alerts/), never held by a resource, whose config Dagster stores.
@@ -56,7 +65,6 @@ class AlertsResource(ConfigurableResource):
 
     alert_log: str
     ui_url: str = "http://127.0.0.1:3000"
-    pages_url: str = "http://127.0.0.1:3001"
     start_date: str = "2025-12-01"
 
     @property
@@ -72,7 +80,6 @@ class AlertsResource(ConfigurableResource):
         return cls(
             alert_log=str(settings.alert_log),
             ui_url=settings.ui_url,
-            pages_url=settings.pages_url,
             start_date=settings.start_date.isoformat(),
         )
 
@@ -94,11 +101,13 @@ def build_resources(settings: Settings, registry: SourceRegistry) -> dict[str, o
             target=settings.dbt_target,
             vars_json=json.dumps(registry.dbt_vars(), sort_keys=True),
         ),
-        "serving": ServingResource(
-            serving_path=str(settings.serving),
-            pages_dir=str(settings.pages),
-            pages_url=settings.pages_url,
-            ui_url=settings.ui_url,
-        ),
+        **alert_resources(settings),
+    }
+
+
+def alert_resources(settings: Settings) -> dict[str, ConfigurableResource]:
+    """What the alert sensor uses: where alerts go, and the serving side its links point to."""
+    return {
+        "serving": ServingResource.from_settings(settings),
         "alerts": AlertsResource.from_settings(settings),
     }

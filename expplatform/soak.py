@@ -206,13 +206,11 @@ class Soak:
         *,
         days: int = DAYS,
         users: int = USERS,
-        echo: Callable[[str], None] = print,
     ) -> None:
         from expplatform.sample_data import generate_landing_zone
 
         self.work_dir = work_dir
         self.days = days_of(FIRST_DAY, days)
-        self.echo = echo
         self.base = work_dir / "base-landing"
         if not self.base.exists():
             generate_landing_zone(
@@ -301,7 +299,7 @@ def run_soak(
     keep = work_dir is not None
     root = work_dir or Path(tempfile.mkdtemp(prefix="expplatform-soak-"))
     try:
-        soak = Soak(root, echo=echo)
+        soak = Soak(root)
         results = []
         for i in range(sequences):
             result = soak.sequence(i, seed + i)

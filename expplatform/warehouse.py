@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 from dagster import InitResourceContext
@@ -31,6 +32,8 @@ from pydantic import PrivateAttr
 from expplatform.catalog import ddl
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked", "lock on file")
 
@@ -94,37 +97,64 @@ def open_connection(
             f"warehouse {path} does not exist yet: run `expplatform materialize` first"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.2
-    while True:
+
+    def attempt() -> duckdb.DuckDBPyConnection:
         # A live writer also has a WAL, but then the connect below fails on the lock; a WAL
         # still there once we hold the file was left by a writer that never closed it.
         wal_bytes = wal.stat().st_size if wal.exists() else None
+        # No connect-time config: dbt-duckdb opens the file with none, and DuckDB refuses a
+        # second connection in the same process "with a different configuration". The
+        # limits are set on the connection instead.
+        con = duckdb.connect(str(path), read_only=read_only)
+        for name, value in (settings or duckdb_settings()).items():
+            con.execute(f"set {name} = '{value}'")
+        con.execute("set TimeZone = 'UTC'")
+        if wal_bytes is not None and wal.exists():
+            (on_wait or log.warning)(recovery_message(path, wal_bytes))
+        return con
+
+    return retry_while_locked(attempt, path, wait_seconds=wait_seconds, on_wait=on_wait or log.info)
+
+
+def retry_while_locked(
+    attempt: Callable[[], T],
+    path: Path,
+    *,
+    locked: Callable[[T], bool] | None = None,
+    wait_seconds: float = 60.0,
+    on_wait: Callable[[str], None] = log.info,
+    who: str = "expplatform",
+) -> T:
+    """Call `attempt` until it gets the warehouse file: the one retry policy on DuckDB's lock.
+
+    A lock error raised by `attempt` (or a result `locked` says failed on the lock: dbt reports
+    it instead of raising) is retried after 0.2 s, doubling up to 5 s, each wait announced to
+    `on_wait`; after `wait_seconds` a raised lock error becomes WarehouseBusyError and a locked
+    result is returned as it is (its caller reports it). Other errors are raised at once.
+    """
+    path = Path(path)
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.2
+    while True:
         try:
-            # No connect-time config: dbt-duckdb opens the file with none, and DuckDB refuses a
-            # second connection in the same process "with a different configuration". The
-            # limits are set on the connection instead.
-            con = duckdb.connect(str(path), read_only=read_only)
-            for name, value in (settings or duckdb_settings()).items():
-                con.execute(f"set {name} = '{value}'")
-            con.execute("set TimeZone = 'UTC'")
-            if wal_bytes is not None and wal.exists():
-                (on_wait or log.warning)(recovery_message(path, wal_bytes))
-            return con
+            result = attempt()
         except duckdb.Error as exc:
-            if not is_lock_error(exc) or time.monotonic() >= deadline:
-                if is_lock_error(exc):
-                    raise WarehouseBusyError(
-                        f"warehouse {path} is busy: another process (a Dagster run?) holds it; "
-                        f"waited {wait_seconds:.0f}s. Try again when the run has finished."
-                    ) from None
+            if not is_lock_error(exc):
                 raise
-            message = (
-                f"warehouse busy (another process is writing {path.name}), retrying in {delay:.1f}s"
-            )
-            (on_wait or log.info)(message)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            if time.monotonic() >= deadline:
+                raise WarehouseBusyError(
+                    f"warehouse {path} is busy: another process (a Dagster run?) holds it; "
+                    f"waited {wait_seconds:.0f}s. Try again when the run has finished."
+                ) from None
+        else:
+            if locked is None or not locked(result) or time.monotonic() >= deadline:
+                return result
+        on_wait(
+            f"warehouse busy: {who} could not lock {path.name} (another process holds it), "
+            f"retrying in {delay:.1f}s"
+        )
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 @contextmanager

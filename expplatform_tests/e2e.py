@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 from dagster import DagsterInstance
 
+from expplatform import catalog
+from expplatform.catalog import name_of
 from expplatform.config import Settings
 from expplatform.definitions import materialize_range
 from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
@@ -17,17 +19,8 @@ from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
 #: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
 DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
 
-#: The contract tables (§5) compared whole by the idempotence tests.
-CONTRACT_TABLES = {
-    "dim_experiments": "experiment_key",
-    "dim_experiment_variations": "experiment_key, variation_name",
-    "dim_users": "user_id",
-    "dim_subscription_history": "user_id, valid_from, subscription_tier",
-    "fct_experiment_exposures_daily": "experiment_key, user_id, exposure_date",
-    "fct_experiment_assignments": "experiment_key, user_id",
-    "mart_experiment_allocation_daily": "experiment_key, date, variation_name, subscription_tier",
-    "mart_experiment_health_daily": "experiment_key, date",
-}
+#: The contract tables (§5) compared whole by the idempotence tests, by name.
+CONTRACT_TABLES = tuple(name_of(table) for table in catalog.CONTRACT_TABLES)
 
 
 def make_settings(tmp_path: Path, landing: Path, lookback_days: int = 2) -> Settings:
@@ -52,7 +45,7 @@ def run_range(
     materialize_range(settings, instance, start, end, registry)
 
 
-def snapshot(db_path: Path, tables: Sequence[str] = tuple(CONTRACT_TABLES)) -> dict[str, list]:
+def snapshot(db_path: Path, tables: Sequence[str] = CONTRACT_TABLES) -> dict[str, list]:
     """Every row of the given marts tables, in a stable order."""
     con = duckdb.connect(str(db_path), read_only=True)
     try:

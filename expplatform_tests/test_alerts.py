@@ -49,7 +49,7 @@ from expplatform.automation.alerts import (
 from expplatform.automation.alerts import delivery as delivery_module
 from expplatform.automation.alerts.delivery import describe_error
 from expplatform.config import PROJECT_ROOT, get_settings
-from expplatform.resources import AlertsResource
+from expplatform.resources import alert_resources
 
 TOKEN = "T0FAKE/B0FAKE/s3cr3tWebhookT0ken"
 UI = "http://ui.example.test"
@@ -530,9 +530,9 @@ CHECKED = [throwaway_events, rejected_record_rate, row_count_positive]
 def _tick(instance, cursor: str | None) -> str | None:
     """One evaluation of the alert sensor in a new context (as after a daemon restart)."""
     # the sensor's resource as the platform builds it from the environment (the test's log)
-    alerts = AlertsResource.from_settings(get_settings())
+    resources = alert_resources(get_settings())
     return alert_on_failures.evaluate_tick(
-        build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts})
+        build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     ).cursor
 
 

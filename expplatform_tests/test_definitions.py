@@ -195,3 +195,36 @@ def test_the_serving_copy_and_pages_follow_the_warehouse_unless_set(tmp_path):
     )
     assert chosen.serving == tmp_path / "readers.duckdb"
     assert chosen.pages == PROJECT_ROOT / "site"
+
+
+def test_the_dev_sample_is_a_setting_that_reaches_dbt():
+    """The dev target's sample comes from the settings (the dbt step reads no environment)."""
+    from expplatform.config import ConfigError, get_settings
+
+    unset = get_settings({})
+    assert (unset.dev_sample_pct, unset.dev_days, unset.dev_as_of) == (10.0, None, None)
+    assert {k: v for k, v in unset.dbt_env().items() if "_DEV_" in k} == {
+        "EXPPLATFORM_DEV_SAMPLE_PCT": "10",
+        "EXPPLATFORM_DEV_DAYS": "",
+        "EXPPLATFORM_DEV_AS_OF": "",
+    }
+    chosen = get_settings(
+        {
+            "EXPPLATFORM_DEV_SAMPLE_PCT": "2.5",
+            "EXPPLATFORM_DEV_DAYS": "7",
+            "EXPPLATFORM_DEV_AS_OF": "2025-12-20",
+        }
+    )
+    assert {k: v for k, v in chosen.dbt_env().items() if "_DEV_" in k} == {
+        "EXPPLATFORM_DEV_SAMPLE_PCT": "2.5",
+        "EXPPLATFORM_DEV_DAYS": "7",
+        "EXPPLATFORM_DEV_AS_OF": "2025-12-20",
+    }
+    for env, message in [
+        ({"EXPPLATFORM_DEV_SAMPLE_PCT": "0"}, "above 0 and at most 100"),
+        ({"EXPPLATFORM_DEV_SAMPLE_PCT": "ten"}, "must be a number of percent"),
+        ({"EXPPLATFORM_DEV_DAYS": "0"}, "EXPPLATFORM_DEV_DAYS must be >= 1"),
+        ({"EXPPLATFORM_DEV_AS_OF": "yesterday"}, "EXPPLATFORM_DEV_AS_OF must be a date"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            get_settings(env)

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 from dagster import instance_for_test
 
+from expplatform.config import get_settings
 from expplatform_tests.conftest import write_text
 from expplatform_tests.e2e import make_settings, query, run_range, snapshot
 
@@ -215,22 +216,23 @@ def test_fct_experiment_assignments(built):
 
 
 def test_mart_experiment_allocation_daily(built):
+    """The whole table: only vault-launch has exposures (no row for vault-onboarding-copy)."""
     rows = query(
         built.duckdb_path,
-        "select date, variation_name, is_treatment, subscription_tier, new_users, "
-        "cumulative_users, active_users, exposures from marts.mart_experiment_allocation_daily "
-        "where experiment_key = 'vault-launch' order by date, variation_name, subscription_tier",
+        "select * from marts.mart_experiment_allocation_daily "
+        "order by experiment_key, date, variation_name, subscription_tier",
     )
-    assert rows == EXPECTED_ALLOCATION
+    assert rows == [("vault-launch", *row) for row in EXPECTED_ALLOCATION]
 
 
 def test_mart_experiment_health_daily(built):
+    """The whole table: only vault-launch has assignments (no row for vault-onboarding-copy)."""
     rows = query(
         built.duckdb_path,
-        "select date, assigned_users, multiple_variation_users, srm_chi_square, srm_p_value, "
-        "srm_status from marts.mart_experiment_health_daily "
-        "where experiment_key = 'vault-launch' order by date",
+        "select * from marts.mart_experiment_health_daily order by experiment_key, date",
     )
+    assert [r[0] for r in rows] == ["vault-launch"] * len(EXPECTED_HEALTH)
+    rows = [r[1:] for r in rows]
     assert [r[:3] for r in rows] == [e[:3] for e in EXPECTED_HEALTH]
     for row, (_, _, _, chi) in zip(rows, EXPECTED_HEALTH, strict=True):
         assert row[3] == pytest.approx(chi)
@@ -239,24 +241,48 @@ def test_mart_experiment_health_daily(built):
 
 
 def test_dims(built):
-    assert query(
-        built.duckdb_path,
-        "select user_id, subscription_tier, valid_from, valid_to, is_current "
-        "from marts.dim_subscription_history where user_id in ('u-1', 'u-2') order by user_id, valid_from",
-    ) == [
-        ("u-1", "standard", datetime(2025, 11, 1), t(1, 12), False),
-        ("u-1", "premium", t(1, 12), None, True),
-        ("u-2", "plus", datetime(2025, 11, 15), None, True),
+    """Every dimension table whole: all rows (both experiments of the registry), all columns."""
+    # the change log's distinct changes (sc-3 twice is one); u-1's standard ends at its
+    # mid-day change; u-7 is in the log though not in the users snapshot
+    assert query(built.duckdb_path, "select * from marts.dim_subscription_history order by 1") == [
+        ("sc-1", "u-1", "standard", datetime(2025, 11, 1), t(1, 12), False),
+        ("sc-2", "u-1", "premium", t(1, 12), None, True),
+        ("sc-3", "u-2", "plus", datetime(2025, 11, 15), None, True),
+        ("sc-4", "u-3", "plus", t(2, 8), None, True),
+        ("sc-5", "u-6", "standard", datetime(2025, 10, 1), None, True),
+        ("sc-6", "u-7", "premium", datetime(2025, 11, 20), None, True),
     ]
+    # the newest snapshot (users_2025-12-04.csv) only: created_at 2025-01-01 + the user's
+    # position in the file; t-1 is a test account there (false in the older snapshot)
+    assert query(built.duckdb_path, "select * from marts.dim_users order by user_id") == [
+        ("t-1", datetime(2025, 1, 9), "DE", True),
+        ("u-1", datetime(2025, 1, 1), "DE", False),
+        ("u-2", datetime(2025, 1, 2), "DE", False),
+        ("u-3", datetime(2025, 1, 3), "DE", False),
+        ("u-4", datetime(2025, 1, 4), "DE", False),
+        ("u-5", datetime(2025, 1, 5), "DE", False),
+        ("u-6", datetime(2025, 1, 6), "DE", False),
+        ("u-8", datetime(2025, 1, 7), "DE", False),
+        ("u-9", datetime(2025, 1, 8), "DE", False),
+    ]
+    # the shipped registry (dbt_project/seeds/experiments.csv, experiment_variations.csv)
+    assert query(built.duckdb_path, "select * from marts.dim_experiments order by 1") == [
+        ("vault-launch", "vault-launch", "vault_launch",
+         "Launch of the Vault feature: does showing Vault to users change engagement?",
+         D[1], None, "growth-team"),
+        ("vault-onboarding-copy", "vault-onboarding-copy", "vault_onboarding_copy",
+         "Three onboarding texts for Vault: which one gets users to open it?",
+         D[1], date(2025, 12, 20), "growth-team"),
+    ]  # fmt: skip
     assert query(
-        built.duckdb_path,
-        "select user_id, is_test_account from marts.dim_users where user_id in ('t-1', 'u-1') order by 1",
-    ) == [("t-1", True), ("u-1", False)]
-    assert query(
-        built.duckdb_path,
-        "select experiment_key, launchdarkly_flag_key, legacy_flag_key, start_date, end_date "
-        "from marts.dim_experiments where experiment_key = 'vault-launch'",
-    ) == [("vault-launch", "vault-launch", "vault_launch", D[1], None)]
+        built.duckdb_path, "select * from marts.dim_experiment_variations order by 1, 2"
+    ) == [
+        ("vault-launch", "control", False, 0.5),
+        ("vault-launch", "treatment", True, 0.5),
+        ("vault-onboarding-copy", "control", False, 0.34),
+        ("vault-onboarding-copy", "treatment_a", True, 0.33),
+        ("vault-onboarding-copy", "treatment_b", True, 0.33),
+    ]
 
 
 def test_reruns_in_any_order_equal_the_clean_build(built, tmp_path):
@@ -307,10 +333,11 @@ def test_a_daily_run_reads_only_its_window(built, tmp_path):
     assert snapshot(copy) == snapshot(built.duckdb_path)
 
 
-def test_dev_target_keeps_a_consistent_user_sample(built, tmp_path, monkeypatch):
+def test_dev_target_keeps_a_consistent_user_sample(built, tmp_path):
     """EXPPLATFORM_DBT_TARGET=dev keeps the users whose hash falls in the sample, everywhere."""
-    monkeypatch.setenv("EXPPLATFORM_DEV_SAMPLE_PCT", "50")
-    settings = make_settings(tmp_path, built.landing_dir).with_changes(dbt_target="dev")
+    settings = make_settings(tmp_path, built.landing_dir).with_changes(
+        dbt_target="dev", dev_sample_pct=50.0
+    )
     with instance_for_test() as instance:
         run_range(settings, instance, D[1], D[4])
     fixture_users = sorted({row[1] for row in EXPECTED_DAILY})
@@ -339,13 +366,15 @@ def test_dev_target_keeps_a_consistent_user_sample(built, tmp_path, monkeypatch)
     )
 
 
-def test_dev_target_window_counts_back_from_the_newest_arrival_date(built, tmp_path, monkeypatch):
+def test_dev_target_window_counts_back_from_the_newest_arrival_date(built, tmp_path):
     """The README's dev example: EXPPLATFORM_DEV_DAYS without EXPPLATFORM_DEV_AS_OF keeps the
     last N days of the newest data loaded, not of today (the fixture is a year old)."""
-    monkeypatch.setenv("EXPPLATFORM_DEV_SAMPLE_PCT", "100")
-    monkeypatch.setenv("EXPPLATFORM_DEV_DAYS", "2")
-    monkeypatch.delenv("EXPPLATFORM_DEV_AS_OF", raising=False)
-    settings = make_settings(tmp_path, built.landing_dir).with_changes(dbt_target="dev")
+    env = {"EXPPLATFORM_DBT_TARGET": "dev", "EXPPLATFORM_DEV_SAMPLE_PCT": "100"}
+    from_env = get_settings(env | {"EXPPLATFORM_DEV_DAYS": "2"})
+    assert (from_env.dev_sample_pct, from_env.dev_days, from_env.dev_as_of) == (100.0, 2, None)
+    settings = make_settings(tmp_path, built.landing_dir).with_changes(
+        dbt_target="dev", dev_sample_pct=100.0, dev_days=2
+    )
     with instance_for_test() as instance:
         run_range(settings, instance, D[1], D[4])
     # The newest arrival folder is 12-04: the window is event dates 12-03 and 12-04, and the

@@ -327,7 +327,7 @@ def test_a_dbt_step_waits_for_a_reader_instead_of_failing(built, tmp_path):
     assert result.success, [e.message for e in result.all_events if e.is_step_failure]
     assert seen and seen[0].startswith(
         "warehouse busy: dbt could not lock warehouse.duckdb (another process holds it), "
-        "retrying in 2s"
+        "retrying in 0.2s"
     ), seen
 
 

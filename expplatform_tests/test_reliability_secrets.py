@@ -33,7 +33,7 @@ from expplatform.automation.alerts import delivery as alert_delivery
 from expplatform.config import get_settings
 from expplatform.definitions import build_definitions
 from expplatform.jobs import MATERIALIZE_ALL
-from expplatform.resources import AlertsResource
+from expplatform.resources import alert_resources
 from expplatform_tests.conftest import ld_line, write_text
 from expplatform_tests.e2e import make_settings
 from expplatform_tests.reliability_support import FailingWebhook, files_containing
@@ -58,7 +58,7 @@ def evaluate(sensor, instance: DagsterInstance, cursor: str | None) -> str | Non
     context = build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"alerts": AlertsResource.from_settings(get_settings())},
+        resources=alert_resources(get_settings()),
     )
     return sensor.evaluate_tick(context).cursor
 

@@ -73,7 +73,7 @@ def test_landing_changes_do_what_they_say(tmp_path):
 
 @pytest.mark.slow
 def test_a_sequence_ends_at_the_clean_build_and_one_left_stale_does_not(tmp_path):
-    soak = Soak(tmp_path, echo=lambda _line: None)
+    soak = Soak(tmp_path)
     steps = [run(3, 4), Step("retract", D[2], D[3], seed=11), run(1, 2)]
     caught_up = soak.sequence(0, 0, steps)
     assert [s.describe() for s in caught_up.steps[3:]] == ["run 12-03..12-03"]

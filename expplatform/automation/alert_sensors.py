@@ -49,7 +49,7 @@ from expplatform.automation.alerts import (
     webhook_url_from_env,
 )
 from expplatform.automation.freshness import freshness_missing_partitions
-from expplatform.resources import AlertsResource
+from expplatform.resources import AlertsResource, ServingResource
 
 #: Dagster's run tags for retries (dagster/_core/storage/tags.py; read, not imported).
 ROOT_RUN_ID_TAG = "dagster/root_run_id"
@@ -255,6 +255,7 @@ def run_outcome(
 def evaluate_alerts(
     context: SensorEvaluationContext,
     alerts: AlertsResource,
+    serving: ServingResource,
     budget_seconds: float = TICK_BUDGET_SECONDS,
 ) -> SkipReason:
     """One tick: every run finished since the cursor, in order; the cursor carries the state."""
@@ -266,7 +267,7 @@ def evaluate_alerts(
         context.update_cursor(state.to_cursor())
         return SkipReason(f"started: runs finishing after event {state.after} will be alerted")
 
-    links = Links(alerts.ui_url, alerts.pages_url)
+    links = Links(alerts.ui_url, serving.pages_url)
     webhook_url = webhook_url_from_env()
     started = time.monotonic()
     handled = sent = 0
@@ -307,8 +308,10 @@ def evaluate_alerts(
     "their recoveries, to the team channel (EXPPLATFORM_ALERT_WEBHOOK_URL, else the local alert "
     "log). The cursor holds the open failures.",
 )
-def alert_on_failures(context: SensorEvaluationContext, alerts: AlertsResource) -> SkipReason:
-    return evaluate_alerts(context, alerts)
+def alert_on_failures(
+    context: SensorEvaluationContext, alerts: AlertsResource, serving: ServingResource
+) -> SkipReason:
+    return evaluate_alerts(context, alerts, serving)
 
 
 alert_sensors = [alert_on_failures]

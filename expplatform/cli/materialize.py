@@ -206,9 +206,13 @@ def run_materialization(
         # only the events since the last look (re-reading the whole run every 0.5 s cost seconds
         # of the run's own time: this thread competes with it for the interpreter)
         nonlocal cursor, materialized, checks_failed, checks_total, done_steps
-        connection = instance.get_records_for_run(run_id, cursor=cursor)
-        cursor = connection.cursor
-        for record in (r.event_log_entry for r in connection.records):
+        records = []
+        has_more = True
+        while has_more:  # a page at a time, until the newest event
+            connection = instance.get_records_for_run(run_id, cursor=cursor)
+            cursor, has_more = connection.cursor, connection.has_more
+            records.extend(r.event_log_entry for r in connection.records)
+        for record in records:
             event = record.dagster_event
             if event is None and record.user_message.startswith(WRITER_LOCK_WAIT):
                 echo(record.user_message)  # the console shows warnings only: say why it waits
@@ -233,8 +237,6 @@ def run_materialization(
                     checks_failed += 1
                     key = event.event_specific_data.asset_key.to_user_string()
                     echo(f"  ! check {event.event_specific_data.check_name} on {key} failed")
-        if connection.has_more:
-            drain()
 
     while worker.is_alive():
         worker.join(poll_seconds)

@@ -102,10 +102,11 @@ def metadata_by_partition(report: LoadReport) -> dict[str, dict[str, object]]:
     return {d.isoformat(): _file_metadata(files, [d]) for d, files in files_by_date.items()}
 
 
-def _daily_source_asset(
-    source: Source, partitions_def: PartitionsDefinition, project_dir: Path, pool: str | None
-) -> AssetsDefinition:
-    spec = AssetSpec(
+def _raw_spec(
+    source: Source, project_dir: Path, partitions_def: PartitionsDefinition | None = None
+) -> AssetSpec:
+    """The raw table of a source as an asset: its columns from the dbt sources YAML."""
+    return AssetSpec(
         key=source.asset_key,
         partitions_def=partitions_def,
         group_name="raw",
@@ -117,6 +118,12 @@ def _daily_source_asset(
             "table": source.raw_table,
         },
     )
+
+
+def _daily_source_asset(
+    source: Source, partitions_def: PartitionsDefinition, project_dir: Path, pool: str | None
+) -> AssetsDefinition:
+    spec = _raw_spec(source, project_dir, partitions_def)
 
     @multi_asset(
         name=f"raw__{source.table_name}",
@@ -163,17 +170,7 @@ def _daily_source_asset(
 
 
 def _snapshot_asset(source: Source, project_dir: Path, pool: str | None) -> AssetsDefinition:
-    spec = AssetSpec(
-        key=source.asset_key,
-        group_name="raw",
-        kinds={"duckdb", "python"},
-        owners=OWNERS,
-        description=source.description,
-        metadata={
-            "dagster/column_schema": column_schema(source, project_dir),
-            "table": source.raw_table,
-        },
-    )
+    spec = _raw_spec(source, project_dir)
 
     @multi_asset(name=f"raw__{source.table_name}", specs=[spec], pool=pool)
     def _load(

@@ -20,7 +20,7 @@ they were or fully updated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import duckdb
@@ -34,6 +34,7 @@ from expplatform.catalog import (
 from expplatform.catalog import (
     STG_USERS,
 )
+from expplatform.config import Settings
 from expplatform.sources import SourceRegistry
 
 
@@ -108,15 +109,15 @@ def newest_arrival_date(con: duckdb.DuckDBPyConnection, registry: SourceRegistry
 
 
 def dev_window_env(
-    con: duckdb.DuckDBPyConnection, registry: SourceRegistry, environ: Mapping[str, str]
+    con: duckdb.DuckDBPyConnection, registry: SourceRegistry, settings: Settings
 ) -> dict[str, str]:
-    """What the dev target's last-N-days window counts back from, when the user did not say.
+    """What the dev target's last-N-days window counts back from, when the settings do not say.
 
-    The dev target keeps the EXPPLATFORM_DEV_DAYS days up to EXPPLATFORM_DEV_AS_OF
-    (dbt_project/macros/dev_sample.sql). Unset, that is the newest arrival date loaded, so the
-    window holds the newest data however old it is (today would leave a replayed sample empty).
+    The dev target keeps the `dev_days` days up to `dev_as_of` (dbt_project/macros/dev_sample.sql).
+    Unset, that is the newest arrival date loaded, so the window holds the newest data however
+    old it is (today would leave a replayed sample empty).
     """
-    if not environ.get("EXPPLATFORM_DEV_DAYS") or environ.get("EXPPLATFORM_DEV_AS_OF"):
+    if settings.dev_days is None or settings.dev_as_of is not None:
         return {}
     newest = newest_arrival_date(con, registry)
     return {"EXPPLATFORM_DEV_AS_OF": newest.isoformat()} if newest else {}

@@ -233,22 +233,7 @@ def format_run_failure(t: Transition, links: Links) -> Alert:
             "and its retries. A recovery message follows if a retry succeeds; none means the "
             "retries failed too (see the run's retries in the UI)."
         )
-    section = runbook_section(None)
-    run_link, health_link = links.run(run.run_id), links.health()
-    return Alert(
-        kind="run_failure",
-        title=title,
-        text=_text(ICONS["ERROR"], title, fields, details, "", (run_link, health_link, section)),
-        run_id=run.run_id,
-        key=f"run_failure:{run.run_id}",
-        fields=tuple(fields),
-        details="\n".join(details),
-        run_link=run_link,
-        health_link=health_link,
-        runbook_section=section,
-        partition=partition,
-        severity="ERROR",
-    )
+    return _run_alert("run_failure", "ERROR", run.run_id, title, fields, details, partition, links)
 
 
 def format_run_recovered(t: Transition, links: Links) -> Alert:
@@ -267,21 +252,38 @@ def format_run_recovered(t: Transition, links: Links) -> Alert:
         ("Failed attempts", str(chain.attempts)),
     ]
     details = [f"The run succeeded on {how} (first failure: run {chain.first_run[:8]})."]
+    return _run_alert("run_recovered", "OK", run.run_id, title, fields, details, partition, links)
+
+
+def _run_alert(
+    kind: str,
+    status: str,
+    run_id: str,
+    title: str,
+    fields: list[tuple[str, str]],
+    details: list[str],
+    partition: str | None,
+    links: Links,
+) -> Alert:
+    """A run's alert (failure or recovery): its links, the runbook's run section, its text."""
     section = runbook_section(None)
-    run_link, health_link = links.run(run.run_id), links.health()
+    run_link, health_link = links.run(run_id), links.health()
+    icon = ICONS[status]
     return Alert(
-        kind="run_recovered",
+        kind=kind,
         title=title,
-        text=_text(ICONS["OK"], title, fields, details, "", (run_link, health_link, section)),
-        run_id=run.run_id,
-        key=f"run_recovered:{run.run_id}",
-        icon=ICONS["OK"],
+        text=_text(icon, title, fields, details, "", (run_link, health_link, section)),
+        run_id=run_id,
+        key=f"{kind}:{run_id}",
+        icon=icon,
         fields=tuple(fields),
         details="\n".join(details),
         run_link=run_link,
         health_link=health_link,
         runbook_section=section,
         partition=partition,
+        # a failure is an ERROR; a recovery has no severity
+        severity=status if status == "ERROR" else None,
     )
 
 

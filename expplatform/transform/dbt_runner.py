@@ -214,7 +214,10 @@ class DbtProjectRunner:
             *select,
         ]
         with _LOCK, environment(env):
-            result = dbtRunner(manifest=manifest, callbacks=[forward]).invoke(args)
+            try:
+                result = dbtRunner(manifest=manifest, callbacks=[forward]).invoke(args)
+            finally:
+                release_duckdb()
         results = []
         for run_result in getattr(result.result, "results", None) or ():
             node = run_result.node
@@ -235,6 +238,25 @@ class DbtProjectRunner:
         if error is None and not result.success and not results:
             error = DbtError("dbt build failed before building anything")
         return Invocation(tuple(results), error)
+
+
+def release_duckdb() -> None:
+    """Close the database dbt-duckdb keeps open across a build (`keep_open` in profiles.yml).
+
+    It lives on after dbt returns, in this process: other processes could not open the file,
+    nor this one with other settings. A no-op when dbt opened none (another adapter, or dbt
+    failed before connecting).
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # dbt-duckdb not installed (a Spark-only environment)
+        return
+    try:
+        opened = DuckDBConnectionManager.env()
+    except Exception:  # "environment requested before creation": nothing to close
+        return
+    opened.close()
+    DuckDBConnectionManager.close_all_connections()
 
 
 def is_busy(invocation: Invocation) -> bool:

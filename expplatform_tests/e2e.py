@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -12,9 +14,10 @@ from dagster import DagsterInstance
 
 from expplatform import catalog
 from expplatform.catalog import name_of
-from expplatform.config import Settings
+from expplatform.config import DBT_PROJECT_DIR, Settings
 from expplatform.definitions import materialize_range
 from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
+from expplatform.transform.project import dbt_executable
 
 #: Every dbt invocation gets the source registry as a var (expplatform/sources.py).
 DBT_VARS = json.dumps(DEFAULT_REGISTRY.dbt_vars(), sort_keys=True)
@@ -63,3 +66,20 @@ def query(db_path: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def run_dbt(args: Sequence[str], warehouse: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    """The dbt CLI on the shipped project against `warehouse` (its target and logs in `work`):
+    for tests that build a few models on tables they wrote themselves."""
+    return subprocess.run(
+        [
+            dbt_executable(), *args,
+            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(work / "target"),
+            "--log-path", str(work / "logs"),
+        ],
+        env={**os.environ, "EXPPLATFORM_DUCKDB_PATH": str(warehouse)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip

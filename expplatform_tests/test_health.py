@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -21,11 +19,9 @@ import duckdb
 import pytest
 from dagster import AssetCheckSeverity, instance_for_test
 
-from expplatform.config import DBT_PROJECT_DIR
 from expplatform.quality import checks as qc
-from expplatform.transform.project import dbt_executable
 from expplatform.warehouse import connect
-from expplatform_tests.e2e import DBT_VARS, make_settings, query
+from expplatform_tests.e2e import make_settings, query, run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -88,21 +84,16 @@ def build_health_marts(tmp_path: Path) -> Path:
         ") as v(experiment_key, variation_name, is_treatment, expected_weight)"
     )
     con.close()
-    result = subprocess.run(
+    result = run_dbt(
         [
-            dbt_executable(), "build", "--exclude-resource-type", "unit_test",
+            "build", "--exclude-resource-type", "unit_test",
             "--select", "int_experiment_srm_observed", "mart_experiment_health_daily",
             "mart_experiment_health_by_tier_daily",
             # the marts' tie to the allocation mart, which this warehouse does not have
             "--exclude", "test_name:equals_sum_of",
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(tmp_path / "target"),
-            "--log-path", str(tmp_path / "logs"),
         ],
-        env={**os.environ, "EXPPLATFORM_DUCKDB_PATH": str(warehouse)},
-        capture_output=True,
-        text=True,
-        timeout=600,
+        warehouse,
+        tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]
     return warehouse

@@ -8,7 +8,6 @@ invariant each change breaks, with the number of offending rows worked out from 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,9 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from expplatform.config import DBT_PROJECT_DIR
-from expplatform.transform.project import dbt_executable
-from expplatform_tests.e2e import DBT_VARS
+from expplatform_tests.e2e import run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -81,24 +78,18 @@ def corrupt(con: duckdb.DuckDBPyConnection) -> None:
 
 def dbt_test_marts(warehouse: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """`dbt test` over the three marts: the process and each test's (status, failing rows)."""
-    target = tmp_path / "target"
-    result = subprocess.run(
+    result = run_dbt(
         [
-            dbt_executable(), "test", "--exclude-resource-type", "unit_test",
-            "--select", "mart_experiment_allocation_daily", "mart_experiment_health_daily",
+            "test", "--exclude-resource-type", "unit_test", "--select",
+            "mart_experiment_allocation_daily", "mart_experiment_health_daily",
             "mart_experiment_health_by_tier_daily",
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(target),
-            "--log-path", str(tmp_path / "logs"),
         ],
-        env={**os.environ, "EXPPLATFORM_DUCKDB_PATH": str(warehouse)},
-        capture_output=True,
-        text=True,
-        timeout=600,
+        warehouse,
+        tmp_path,
     )  # fmt: skip
     outcomes = {
         r["unique_id"].split(".")[2]: (r["status"], r["failures"])
-        for r in json.loads((target / "run_results.json").read_text())["results"]
+        for r in json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     }
     return result, outcomes
 

@@ -54,5 +54,5 @@ def test_dbt_unit_tests_pass(tmp_path: Path):
     }
     # a unit test of a versioned model is named <test>_v<N> in its unique id
     ran = {re.sub(r"_v\d+$", "", unique_id.rsplit(".", 1)[-1]) for unique_id in unit}
-    assert len(written) == 9 and ran == written, (sorted(ran), sorted(written))
+    assert len(written) == 11 and ran == written, (sorted(ran), sorted(written))
     assert set(unit.values()) == {"pass"}, unit

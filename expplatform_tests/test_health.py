@@ -108,12 +108,17 @@ def test_overall_health_by_hand(health_warehouse):
     rows = query(
         health_warehouse,
         "select experiment_key, date, assigned_users, srm_chi_square, srm_p_value, srm_status "
-        "from marts.mart_experiment_health_daily "
-        "where experiment_key in ('exp-unhealthy', 'exp-healthy') order by 1",
+        "from marts.mart_experiment_health_daily order by 1, 2",
     )
-    # 505 vs 495: 2 · 5² / 500 = 0.1; 600 vs 400: 2 · 100² / 500 = 40
+    # 505 vs 495: 2 · 5² / 500 = 0.1; 600 vs 400: 2 · 100² / 500 = 40.
+    # exp-tiers, all tiers together: 12-01 control 20 + 8 = 28 vs treatment 40 + 40 = 80 (the
+    # multiple-variation user assigned, not tested: 109 assigned), E 54: 2 · 26² / 54; 12-02
+    # + 200 + 7 = 235 vs + 275 + 9 = 364 (600 assigned), E 299.5: 2 · 64.5² / 299.5.
+    tiers_1, tiers_2 = 2 * 26**2 / 54, 2 * 64.5**2 / 299.5
     assert rows == [
         ("exp-healthy", D1, 1000, pytest.approx(0.1), pytest.approx(chi_p(0.1)), "healthy"),
+        ("exp-tiers", D1, 109, pytest.approx(tiers_1), pytest.approx(chi_p(tiers_1)), "unhealthy"),
+        ("exp-tiers", D2, 600, pytest.approx(tiers_2), pytest.approx(chi_p(tiers_2)), "unhealthy"),
         ("exp-unhealthy", D1, 1000, pytest.approx(40), pytest.approx(chi_p(40)), "unhealthy"),
     ]
 
@@ -189,9 +194,14 @@ def test_health_by_tier_of_the_e2e_fixture(built):
         built.duckdb_path,
         "select date, subscription_tier, assigned_users, test_users, srm_chi_square, "
         "srm_p_value, srm_p_value_bonferroni, srm_status "
-        "from marts.mart_experiment_health_by_tier_daily "
-        "where experiment_key = 'vault-launch' order by date, subscription_tier",
+        "from marts.mart_experiment_health_by_tier_daily order by experiment_key, date, "
+        "subscription_tier",
     )
+    # the fixture's events are all vault-launch's (a whole-table comparison)
+    assert query(
+        built.duckdb_path,
+        "select distinct experiment_key from marts.mart_experiment_health_by_tier_daily",
+    ) == [("vault-launch",)]
     # standard: u-1, u-6 control → 2 vs 0, E 1: chi² 2. plus: u-2 only, in several variations:
     # nobody in the test. unknown: u-3 (T), u-4 (multi) on 12-01; + u-8 (T) on 12-02;
     # + u-9 (multi) on 12-03: 0 vs 1 (chi² 1), then 0 vs 2 (chi² 2). premium: u-7 (T) from 12-02.

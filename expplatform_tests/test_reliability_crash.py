@@ -230,8 +230,12 @@ def test_kill_during_dbt_then_a_retraction_removes_the_event_everywhere(scenario
         assert con.execute(
             "select date, variation_name, is_treatment, subscription_tier, new_users, "
             "cumulative_users, active_users, exposures from marts.mart_experiment_allocation_daily "
-            "where experiment_key = 'vault-launch' order by date, variation_name, subscription_tier"
+            "order by experiment_key, date, variation_name, subscription_tier"
         ).fetchall() == [r for r in EXPECTED_ALLOCATION if r[3] != "premium"]  # u-7 only
+        # the fixture's events are all vault-launch's: the rows above are the whole table
+        assert con.execute(
+            "select distinct experiment_key from marts.mart_experiment_allocation_daily"
+        ).fetchall() == [("vault-launch",)]
         health = con.execute(
             "select date, assigned_users, multiple_variation_users, srm_chi_square, srm_p_value, "
             "srm_status from marts.mart_experiment_health_daily order by date"

@@ -32,6 +32,7 @@ from expplatform.catalog import (
     INT_SUBSCRIPTION_HISTORY as INT_SUBSCRIPTIONS,
 )
 from expplatform.catalog import (
+    STAGING,
     STG_USERS,
 )
 from expplatform.config import Settings
@@ -63,10 +64,13 @@ def compute_recompute_dates(
     load_dates: Sequence[date],
     lookback_days: int,
 ) -> list[date]:
-    """The lookback window plus every event date found in the arrival partitions being run.
+    """The lookback window, every event date found in the arrival partitions being run, and
+    every date of an earlier copy of an event they hold.
 
-    The second part makes a late event recompute its own date whatever its
-    delay, so the order of partition runs never changes the final tables.
+    The second part makes a late event recompute its own date whatever its delay, so the order
+    of partition runs never changes the final tables. The third does the same for copies of
+    one event id with different timestamps (a re-delivery with a new time, a retraction copy):
+    the date the event was counted on before is rebuilt, so the event moves or disappears.
     """
     dates = set(lookback_dates(load_dates, lookback_days))
     if load_dates and registry.flag_sources:
@@ -77,7 +81,33 @@ def compute_recompute_dates(
         )
         rows = con.execute(union, {"dates": sorted(set(load_dates))}).fetchall()
         dates.update(r[0] for r in rows if r[0] is not None)
+        dates.update(earlier_copy_dates(con, registry, load_dates))
     return sorted(dates)
+
+
+def earlier_copy_dates(
+    con: duckdb.DuckDBPyConnection, registry: SourceRegistry, load_dates: Sequence[date]
+) -> set[date]:
+    """The event dates of every copy of the event ids loaded for `load_dates`, per source.
+
+    Read through the staging views (the common shape: event_id, event_date, _load_date); before
+    the first dbt build they do not exist, and then every copy is in this run anyway.
+    """
+    views = [
+        f"{STAGING}.{s.staging_model}"
+        for s in registry.flag_sources
+        if _exists(con, f"{STAGING}.{s.staging_model}")
+    ]
+    if not views:
+        return set()
+    union = "\nunion\n".join(
+        f"select distinct copies.event_date from {view} as copies "
+        f"where copies.event_id in (select event_id from {view} "
+        "where _load_date in (select unnest($dates::date[])))"
+        for view in views
+    )
+    rows = con.execute(union, {"dates": sorted(set(load_dates))}).fetchall()
+    return {r[0] for r in rows if r[0] is not None}
 
 
 _CURRENT_DIM_STATE = f"""

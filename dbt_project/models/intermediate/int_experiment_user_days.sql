@@ -34,23 +34,26 @@ recompute_bounds as (
 {#- The flag sources come from the source registry (expplatform/sources.py), which every
     invocation passes as the var `flag_sources`: name, staging model, the registry column of its
     flag keys and its rank in the tie-break order (contract rule 6). -#}
+{%- set event_columns -%}
+        events.event_id,
+        events.user_id,
+        events.event_at,
+        events.event_date,
+        events.flag_key,
+        events.variation_name,
+        events.is_active,
+        events.is_retracted,
+        events.event_kind,
+        events.prerequisite_of,
+        events._load_date,
+        events._source_file,
+        events._line_number
+{%- endset %}
 {%- for flag_source in var('flag_sources') %}
-{{ flag_source.name }}_events as (
+{{ flag_source.name }}_window_events as (
 
     select
-        event_id,
-        user_id,
-        event_at,
-        event_date,
-        flag_key,
-        variation_name,
-        is_active,
-        is_retracted,
-        event_kind,
-        prerequisite_of,
-        _load_date,
-        _source_file,
-        _line_number
+        {{ event_columns }}
 
     from {{ ref(flag_source.staging_model) }} as events
     {% if is_incremental() -%}
@@ -58,6 +61,27 @@ recompute_bounds as (
         on events.event_at >= recompute_bounds.window_start_at
         and events.event_at < recompute_bounds.window_end_at
     where {{ in_recompute_window('events.event_date') }}
+    {%- endif %}
+
+),
+
+{{ flag_source.name }}_events as (
+
+    select * from {{ flag_source.name }}_window_events
+    {% if is_incremental() -%}
+    -- Every copy of those events dated outside the window too: copies of one event id may
+    -- carry different timestamps (docs/DATA_MODEL.md), and the event is its earliest copy
+    -- unless a copy retracts it, wherever the copies fall. (ops.recompute_dates holds the
+    -- dates of every copy of the events a run loads: expplatform/transform/window.py.)
+    union all
+
+    select
+        {{ event_columns }}
+
+    from {{ ref(flag_source.staging_model) }} as events
+    where
+        events.event_id in (select event_id from {{ flag_source.name }}_window_events)
+        and not {{ in_recompute_window('events.event_date') }}
     {%- endif %}
 
 ),
@@ -77,8 +101,9 @@ experiments as (
 ),
 
 -- Contract rule 2: one event per id and source. An id with any retracted copy is dropped
--- whatever the arrival order; otherwise the earliest copy is kept. (Copies of an event share
--- its timestamp, hence its date: the window always sees all of them.) Window functions rather
+-- whatever the arrival order; otherwise the earliest copy is kept (its timestamp, user,
+-- variation and key are the event's), and an incremental run keeps it only when its date is
+-- one the run rebuilds. Window functions rather
 -- than arg_min over a struct: several times faster on millions of events. (A filter over a
 -- numbered subquery rather than DuckDB's QUALIFY, which Spark SQL does not have: same plan.)
 {% for source_name in var('flag_sources') | map(attribute='name') %}
@@ -118,7 +143,12 @@ experiments as (
         prerequisite_of
 
     from {{ source_name }}_numbered
-    where copy_number = 1 and not has_retraction
+    where
+        copy_number = 1
+        and not has_retraction
+        {%- if is_incremental() %}
+        and {{ in_recompute_window('event_date') }}
+        {%- endif %}
 
 ),
 {% endfor %}

@@ -10,7 +10,10 @@ few steps among:
   may change);
 - **correct** a file in place (re-delivered under its own name with one line less);
 - **retract** an event: its LaunchDarkly line with ``is_active = "N"`` lands in the folder of
-  its own or a later arrival date.
+  its own or a later arrival date;
+- **re-date** an event: a copy of its LaunchDarkly line with a timestamp up to two days earlier
+  or later (within the sample's days, never after the folder's date) lands in the folder of its
+  own or a later arrival date: the event moves to its earliest copy's date.
 
 A landing change is picked up the way the platform picks it up (the landing sensor requests
 the changed date): after the drawn steps, every date whose folder changed since it was last run,
@@ -47,7 +50,8 @@ DAYS = 4
 USERS = 150
 SAMPLE_SEED = 1
 #: What a drawn step is, with its weight.
-STEP_WEIGHTS = {"run": 5, "redeliver": 1, "correct": 1, "retract": 2}
+STEP_WEIGHTS = {"run": 5, "redeliver": 1, "correct": 1, "retract": 2, "redate": 2}
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,8 @@ class Step:
     def describe(self) -> str:
         if self.kind == "run":
             return f"run {self.start:%m-%d}..{self.end:%m-%d}"
-        if self.kind == "retract":
-            return f"retract an event of {self.start:%m-%d} into {self.end:%m-%d}"
+        if self.kind in ("retract", "redate"):
+            return f"{self.kind} an event of {self.start:%m-%d} into {self.end:%m-%d}"
         return f"{self.kind} a file of {self.start:%m-%d}"
 
 
@@ -134,22 +138,32 @@ def _daily_files(landing: Path, day: date) -> list[Path]:
 def apply_change(landing: Path, step: Step, number: int) -> str:
     """Change the landing zone as `step` says; a line saying what was done."""
     rng = random.Random(step.seed)
-    if step.kind == "retract":
+    if step.kind in ("retract", "redate"):
         candidates = [
             p for d in days_between(FIRST_DAY, step.start) for p in _ld_files(landing, d)
         ] or [p for d in days_between(FIRST_DAY, step.end) for p in _ld_files(landing, d)]
         if not candidates:
-            return "retract: no LaunchDarkly file yet; nothing changed"
+            return f"{step.kind}: no LaunchDarkly file yet; nothing changed"
         source = rng.choice(candidates)
         lines = [json.loads(line) for line in _good_lines(source)]
         active = [e for e in lines if e.get("is_active") == "Y"]
+        if step.kind == "redate":  # a copy of a line with a readable time
+            active = [
+                e
+                for e in active
+                if isinstance(e.get("event"), dict)
+                and isinstance(e["event"].get("creationDate"), int)
+            ]
         if not active:
-            return f"retract: no active event in {source.name}; nothing changed"
-        event = dict(rng.choice(active), is_active="N")
+            return f"{step.kind}: no active event in {source.name}; nothing changed"
         target = landing / "launchdarkly" / f"date={step.end.isoformat()}"
         target.mkdir(parents=True, exist_ok=True)
-        (target / f"retract-{number:03d}.jsonl").write_text(json.dumps(event) + "\n")
-        return f"retracted {event.get('event_id')} into {target.name}"
+        original = rng.choice(active)
+        if step.kind == "retract":
+            event = dict(original, is_active="N")
+            (target / f"retract-{number:03d}.jsonl").write_text(json.dumps(event) + "\n")
+            return f"retracted {event.get('event_id')} into {target.name}"
+        return _redate(original, target, rng, number, step.end)
     files = _daily_files(landing, step.start)
     if not files:
         return f"{step.kind}: no file on {step.start}; nothing changed"
@@ -165,6 +179,21 @@ def apply_change(landing: Path, step: Step, number: int) -> str:
     drop = rng.randrange(first, len(lines))
     source.write_bytes(b"".join(lines[:drop] + lines[drop + 1 :]))
     return f"corrected {source.parent.name}/{source.name} (line {drop + 1} removed)"
+
+
+def _redate(event: dict, target: Path, rng: random.Random, number: int, folder_day: date) -> str:
+    """Write a copy of `event` with its timestamp moved by whole days into `target`."""
+    at = event["event"]["creationDate"]
+    first_ms = (FIRST_DAY - date(1970, 1, 1)).days * DAY_MS
+    # not after the folder's own day: a timestamp after the load is rejected, not a copy
+    last_ms = ((folder_day - date(1970, 1, 1)).days + 1) * DAY_MS - 1
+    shifts = [d for d in (-2, -1, 1, 2) if first_ms <= at + d * DAY_MS <= last_ms]
+    if not shifts:
+        return f"redate: no other day for {event.get('event_id')}; nothing changed"
+    shift = rng.choice(shifts)
+    copy = dict(event, event=dict(event["event"], creationDate=at + shift * DAY_MS))
+    (target / f"redate-{number:03d}.jsonl").write_text(json.dumps(copy) + "\n")
+    return f"re-dated {event.get('event_id')} by {shift:+d} day(s) into {target.name}"
 
 
 def days_between(first: date, last: date) -> Iterator[date]:

@@ -8,9 +8,7 @@ experiment date window.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import duckdb
@@ -19,8 +17,7 @@ import yaml
 
 from expplatform.catalog import ddl
 from expplatform.config import DBT_PROJECT_DIR
-from expplatform.transform.project import dbt_executable
-from expplatform_tests.e2e import DBT_VARS
+from expplatform_tests.e2e import run_dbt
 
 
 @pytest.mark.slow
@@ -29,18 +26,7 @@ def test_dbt_unit_tests_pass(tmp_path: Path):
     con = duckdb.connect(str(warehouse))
     con.execute(ddl())  # the raw and ops tables the models read
     con.close()
-    result = subprocess.run(
-        [
-            dbt_executable(), "build", "--empty",
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target", "duckdb", "--vars", DBT_VARS, "--target-path", str(tmp_path / "target"),
-            "--log-path", str(tmp_path / "logs"),
-        ],
-        env={**os.environ, "EXPPLATFORM_DUCKDB_PATH": str(warehouse)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
+    result = run_dbt(["build", "--empty"], warehouse, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]
     # Unit tests need their parents to exist: `build --empty` creates every model with no rows
     # and runs each model's unit tests right before it. Check they really ran and passed.

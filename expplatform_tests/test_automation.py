@@ -475,7 +475,7 @@ def test_landing_check_reads_only_the_landing_zone_and_alerts_once_per_stop(
             instance=instance,
             cursor=cursor,
             definitions=defs,
-            resources={"landing": defs.resources["landing"], "alerts": defs.resources["alerts"]},
+            resources={k: defs.resources[k] for k in ("landing", "alerts", "serving")},
         )
         return sensor.evaluate_tick(context)
 
@@ -543,7 +543,9 @@ def test_a_freshness_miss_names_the_missing_partitions_and_is_posted_once(tmp_pa
 
     def tick(cursor):
         context = build_sensor_context(
-            instance=instance, cursor=cursor, resources={"alerts": defs.resources["alerts"]}
+            instance=instance,
+            cursor=cursor,
+            resources={k: defs.resources[k] for k in ("alerts", "serving")},
         )
         return alert_on_failures.evaluate_tick(context).cursor
 

@@ -14,6 +14,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import psutil
 import pytest
 
 from expplatform.bench.harness import run_bench
@@ -313,6 +314,20 @@ def test_run_measured_kills_a_tree_over_the_limit(tmp_path: Path) -> None:
     )
     assert outcome.killed_for_memory
     assert outcome.wall_s < 20
+
+
+@pytest.mark.timeout(120)  # before the fix it waited forever: a hang must fail, not stall
+def test_run_measured_returns_when_a_grandchild_keeps_stdout_open(tmp_path: Path) -> None:
+    # The child leaves a grandchild behind holding its stdout (as Dagster's compute-log
+    # `tail -F` once did after a run) and exits: the measurement ends with the child, and the
+    # grandchild is killed with the child's process group.
+    code = "import subprocess; p = subprocess.Popen(['sleep', '300']); print(p.pid, flush=True)"
+    outcome = run_measured([sys.executable, "-c", code], env={}, log_path=tmp_path / "log")
+    assert outcome.returncode == 0
+    grandchild = int(outcome.stdout.strip())
+    assert not psutil.pid_exists(grandchild) or (
+        psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 @pytest.mark.slow

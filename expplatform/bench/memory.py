@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -137,6 +138,10 @@ def run_measured(
     group is killed (a guard for a shared machine) and the outcome says so.
     """
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    # stdout goes to a file, not a pipe: a grandchild the child leaves behind (Dagster's
+    # compute-log `tail -F`, once seen after a run) would hold a pipe open, and reading it to
+    # its end would then wait forever for a child that has already exited.
+    out = tempfile.TemporaryFile()  # noqa: SIM115
     killed = threading.Event()
     started = time.monotonic()
     try:
@@ -144,7 +149,7 @@ def run_measured(
             list(argv),
             env=dict(env),
             cwd=cwd,
-            stdout=subprocess.PIPE,
+            stdout=out,
             stderr=log,
             start_new_session=True,
         )
@@ -155,14 +160,15 @@ def run_measured(
 
         limit = int(max_rss_mib * 1024) if max_rss_mib else None
         with TreeRssSampler(proc.pid, interval, limit, kill) as sampler:
-            assert proc.stdout is not None
-            stdout = proc.stdout.read().decode("utf-8", errors="replace")
             _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         # Leave nothing behind: the group may hold orphans if the child died abruptly.
         kill_group(proc.pid)
+        out.seek(0)
+        stdout = out.read().decode("utf-8", errors="replace")
     finally:
+        out.close()
         if log_path:
             log.close()
     tail = ""

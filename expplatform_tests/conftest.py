@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from expplatform.catalog import ddl
+from expplatform.signals import restore_interrupts
 
 
 def write_text(path: Path, text: str, *, compress: bool = False) -> Path:
@@ -52,6 +53,12 @@ def ld_line(
     if event_id is not None:
         record["event_id"] = event_id
     return json.dumps(record)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In-process runs start compute-log `tail -F` processes: they must stay stoppable even when
+    the suite was started in the background (expplatform/signals.py)."""
+    restore_interrupts()
 
 
 @pytest.fixture(scope="session", autouse=True)

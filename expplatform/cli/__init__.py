@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
+    from expplatform.signals import restore_interrupts
+
+    restore_interrupts()  # a run's child processes must stay stoppable (expplatform/signals.py)
     # Dagster flags beta/preview parameters on every import; they say nothing to a CLI user.
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     args = build_parser().parse_args(argv)

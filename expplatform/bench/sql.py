@@ -49,14 +49,15 @@ class DevSample:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DevSample | None:
         """The sample the dbt `dev` target applies under `env`; None on any other target."""
-        if env.get("EXPPLATFORM_DBT_TARGET") != "dev":
+        from expplatform.config import get_settings  # the one parser of the dev settings
+
+        settings = get_settings(env)
+        if settings.dbt_target != "dev":
             return None
-        days = env.get("EXPPLATFORM_DEV_DAYS", "")
-        as_of = env.get("EXPPLATFORM_DEV_AS_OF", "")
         return cls(
-            user_pct=float(env.get("EXPPLATFORM_DEV_SAMPLE_PCT", "10")),
-            recent_days=int(days) if days else None,
-            as_of=date.fromisoformat(as_of) if as_of else None,
+            user_pct=settings.dev_sample_pct,
+            recent_days=settings.dev_days,
+            as_of=settings.dev_as_of,
         )
 
     def user_condition(self) -> str:

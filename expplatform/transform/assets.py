@@ -152,11 +152,7 @@ def _check_result(result: NodeResult, check_key: AssetCheckKey) -> AssetCheckRes
         metadata["failing_rows"] = MetadataValue.int(int(result.failures))
     description = None
     if not passed:
-        description = (
-            f"{result.failures} failing row(s)"
-            if result.status in ("fail", "warn")
-            else (result.message or result.status)
-        )
+        description = _failing(result)
     return AssetCheckResult(
         asset_key=check_key.asset_key,
         check_name=check_key.name,
@@ -168,7 +164,8 @@ def _check_result(result: NodeResult, check_key: AssetCheckKey) -> AssetCheckRes
 
 
 def _failing(result: NodeResult) -> str:
-    if result.failures is not None and result.status == "fail":
+    """What a failed (or warning) dbt test found: its row count, else dbt's message."""
+    if result.failures is not None and result.status in ("fail", "warn"):
         return f"{result.failures} failing row(s)"
     return (result.message or result.status).strip()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from datetime import date
@@ -83,3 +84,10 @@ def run_dbt(args: Sequence[str], warehouse: Path, work: Path) -> subprocess.Comp
         text=True,
         timeout=600,
     )  # fmt: skip
+
+
+def copy_dbt_project(folder: Path) -> Path:
+    """A copy of the shipped dbt project in `folder` (without its build output), to change."""
+    project = folder / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    return project

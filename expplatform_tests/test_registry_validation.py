@@ -9,18 +9,16 @@ end-to-end test builds it).
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
 
 import duckdb
 import pytest
 from dagster import DagsterEventType, instance_for_test
 
-from expplatform.config import DBT_PROJECT_DIR
 from expplatform.sources import DEFAULT_REGISTRY
 from expplatform.transform.project import prepare_manifest
 from expplatform_tests.conftest import ld_line, write_text
-from expplatform_tests.e2e import make_settings, run_range
+from expplatform_tests.e2e import copy_dbt_project, make_settings, run_range
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +66,7 @@ EXPECTED_FAILURES = {
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("registry")
-    project = tmp / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    project = copy_dbt_project(tmp)
     write_text(project / "seeds/experiments.csv", EXPERIMENTS)
     write_text(project / "seeds/experiment_variations.csv", VARIATIONS)
     landing = tmp / "landing"

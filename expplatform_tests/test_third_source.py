@@ -10,18 +10,16 @@ assignments and the marts, and its rank in the registry (third) breaks a tie wit
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, date, datetime
 
 import duckdb
 import pytest
 from dagster import instance_for_test
 
-from expplatform.config import DBT_PROJECT_DIR
 from expplatform.sources import DEFAULT_REGISTRY, Source
 from expplatform.transform.project import prepare_manifest
 from expplatform_tests.conftest import ld_line, write_text
-from expplatform_tests.e2e import make_settings, run_range
+from expplatform_tests.e2e import copy_dbt_project, make_settings, run_range
 
 pytestmark = pytest.mark.slow
 
@@ -138,8 +136,7 @@ def vendor_line(event_id: str, user: str, at_ms: int, arm: str) -> str:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("third_source")
-    project = tmp / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    project = copy_dbt_project(tmp)
     # the one staging model of the new source (its folder: the SQL and the YAML)
     write_text(project / "models/staging/vendor/_vendor__sources.yml", SOURCES_YML)
     write_text(project / "models/staging/vendor/stg_vendor__flag_events.sql", STAGING_SQL)

@@ -25,7 +25,7 @@ from expplatform.config import DBT_PROJECT_DIR
 from expplatform.partitions import build_daily_partitions
 from expplatform.transform.assets import ExpplatformDbtTranslator
 from expplatform.transform.project import dbt_executable, manifest_path
-from expplatform_tests.e2e import CONTRACT_TABLES, DBT_VARS
+from expplatform_tests.e2e import CONTRACT_TABLES, DBT_VARS, copy_dbt_project
 
 MART = "mart_experiment_allocation_daily"
 OLD, NEW = "new_users", "newly_assigned_users"
@@ -145,8 +145,7 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 @pytest.mark.slow
 def test_old_version_still_answers_after_a_column_rename(built, tmp_path: Path):
-    project = tmp_path / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    project = copy_dbt_project(tmp_path)
     rename_exercise(project, date.today() + timedelta(days=90))
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copyfile(built.duckdb_path, warehouse)

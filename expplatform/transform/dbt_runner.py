@@ -7,9 +7,10 @@ process (with dbt's partial parsing, ~0.4 s when the project did not change) and
 invocation, so an invocation costs only the SQL it runs.
 
 Two facts of dbt-duckdb shape this module:
-- the profile sets `keep_open: false` (dbt_project/profiles.yml): dbt-duckdb would otherwise keep
-  the warehouse open in this process after the invocation, and DuckDB refuses a second
-  connection "with a different configuration" (and other processes any connection);
+- the profile sets `keep_open: true` (dbt_project/profiles.yml), so one database serves the
+  whole build (closed after each node, it was re-opened and checkpointed every time), and
+  :func:`release_duckdb` closes it when the invocation returns: left open, DuckDB would refuse
+  this process a connection "with a different configuration" and other processes any;
 - a manifest records the warehouse's *database name* (the file's stem) in every relation, so a
   parsed manifest is reused only for warehouses of the same stem.
 

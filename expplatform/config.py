@@ -60,6 +60,12 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "seconds between two looks of the landing sensor at the landing zone (at least 5)",
     ),
     SettingDoc(
+        "EXPPLATFORM_LANDING_MERGE_GAP_DAYS",
+        "3",
+        "the landing sensor joins two ranges of dates into one run when at most this many "
+        "days lie between them (0: one run per contiguous range)",
+    ),
+    SettingDoc(
         "EXPPLATFORM_ALERT_WEBHOOK_URL", None, "team-channel webhook (a secret: never logged)"
     ),
     SettingDoc("EXPPLATFORM_ALERT_LOG", "data/alerts.log", "alerts as JSON lines (always)"),
@@ -162,6 +168,8 @@ class Settings:
     duckdb_memory_limit: str = "3GB"
     duckdb_threads: int = 2
     landing_sensor_interval: int = 60
+    #: days between two ranges the landing sensor still requests as one run (rebuilt, idempotent)
+    landing_merge_gap_days: int = 3
     #: the dev target's sample (dbt_project/macros/dev_sample.sql); ignored by other targets
     dev_sample_pct: float = 10.0
     dev_days: int | None = None
@@ -233,6 +241,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         lookback_days=_whole_number(env, "EXPPLATFORM_LOOKBACK_DAYS", 0),
         # The daemon's sensor loop wakes every 5 s: a shorter interval would not be kept.
         landing_sensor_interval=_whole_number(env, "EXPPLATFORM_LANDING_SENSOR_INTERVAL", 5),
+        landing_merge_gap_days=_whole_number(env, "EXPPLATFORM_LANDING_MERGE_GAP_DAYS", 0),
         ui_url=(env.get("EXPPLATFORM_UI_URL") or _DEFAULTS["EXPPLATFORM_UI_URL"] or "").rstrip("/"),
         pages_url=(
             env.get("EXPPLATFORM_PAGES_URL") or _DEFAULTS["EXPPLATFORM_PAGES_URL"] or ""

@@ -20,10 +20,12 @@ from expplatform.warehouse import WarehouseResource
 
 
 class LandingZoneResource(ConfigurableResource):
-    """Where the source files land (contract §2) and how far back a daily run recomputes."""
+    """Where the source files land (contract §2), how far back a daily run recomputes, and how
+    far apart two ranges of arrival dates may be for the landing sensor to join them in one run."""
 
     landing_dir: str
     lookback_days: int = 2
+    merge_gap_days: int = 3
 
     @property
     def path(self) -> Path:
@@ -94,7 +96,9 @@ def build_resources(settings: Settings, registry: SourceRegistry) -> dict[str, o
             dbt_project_dir=str(settings.dbt_project_dir),
         ),
         "landing": LandingZoneResource(
-            landing_dir=str(settings.landing_dir), lookback_days=settings.lookback_days
+            landing_dir=str(settings.landing_dir),
+            lookback_days=settings.lookback_days,
+            merge_gap_days=settings.landing_merge_gap_days,
         ),
         "dbt": DbtResource(
             project_dir=str(settings.dbt_project_dir),

@@ -39,6 +39,7 @@ from expplatform.automation.freshness import (
 from expplatform.automation.landing_sensor import (
     CATCH_UP_TAG,
     FileStat,
+    LandingPlan,
     plan_landing_runs,
     retry_pending,
 )
@@ -184,6 +185,21 @@ def test_plan_turns_changed_dates_into_contiguous_ranges_and_skips_what_is_not_a
     assert again.ranges() == [(date(2025, 12, 5), date(2025, 12, 5))]
 
 
+def test_ranges_at_most_the_merge_gap_apart_become_one_run():
+    plan = LandingPlan(dates={date(2025, 12, d): ["x"] for d in (2, 3, 4, 7, 9)})
+    # 2-4, then two days (5, 6) before 7, then one day (8) before 9
+    assert plan.ranges() == [
+        (date(2025, 12, 2), date(2025, 12, 4)),
+        (date(2025, 12, 7), date(2025, 12, 7)),
+        (date(2025, 12, 9), date(2025, 12, 9)),
+    ]
+    assert plan.ranges(1) == [
+        (date(2025, 12, 2), date(2025, 12, 4)),
+        (date(2025, 12, 7), date(2025, 12, 9)),
+    ]
+    assert plan.ranges(2) == [(date(2025, 12, 2), date(2025, 12, 9))]
+
+
 def test_landing_sensor_one_run_per_range_once_then_redeliveries(tmp_path, landing):
     line = ld_line("ld-1", "u-1", 1764669600000) + "\n"
     for day in ("2025-12-02", "2025-12-03", "2025-12-04", "2025-12-06"):
@@ -198,14 +214,16 @@ def test_landing_sensor_one_run_per_range_once_then_redeliveries(tmp_path, landi
         # 12-02 and 12-03 were built after their files landed (e.g. by `make run`)
         _built(instance, "2025-12-02", "2025-12-03")
         ranges, cursor = _tick(defs, instance, None)
-        # the first tick catches up the days never built: one run per contiguous range
-        assert set(ranges) == {("2025-12-04", "2025-12-04"), ("2025-12-06", "2025-12-06")}
-        assert ranges[("2025-12-04", "2025-12-04")].tags["expplatform/catch_up"] == "true"
-        assert ranges[("2025-12-04", "2025-12-04")].run_key.startswith("landing-2025-12-04-")
+        # the first tick catches up the days never built, 12-04 and 12-06: one day lies between
+        # them (at most EXPPLATFORM_LANDING_MERGE_GAP_DAYS = 3), so one run rebuilds 12-04..06
+        assert set(ranges) == {("2025-12-04", "2025-12-06")}
+        assert ranges[("2025-12-04", "2025-12-06")].tags["expplatform/catch_up"] == "true"
+        assert ranges[("2025-12-04", "2025-12-06")].run_key.startswith("landing-2025-12-04-")
         _built(instance, "2025-12-04", "2025-12-06")
         assert _tick(defs, instance, cursor)[0] == {}, "nothing changed: nothing requested twice"
 
-        # four arrival folders and a re-delivery into an old folder land at once: two runs
+        # four arrival folders and a re-delivery into an old folder land at once: four days lie
+        # between 12-02 and 12-07 (more than 3), so two runs
         for day in ("2025-12-07", "2025-12-08", "2025-12-09", "2025-12-10"):
             _touch(landing, LD.format(day, 0), line)
         _touch(landing, LD.format("2025-12-02", 1), line)

@@ -3,8 +3,10 @@
 Each tick scans the landing zone of every registered source. A daily folder (`legacy/date=D`)
 maps to arrival partition D; an unpartitioned source's folder (`users/`, `subscriptions/`) maps
 to the latest partition (yesterday), whose run reloads it and rebuilds everything downstream.
-Every partition that needs a run in this tick goes into one run per *contiguous range* of dates
-(single-run backfill semantics: the range tags of a run), so a drop of eight days is one run.
+Every partition that needs a run in this tick goes into one run per range of dates (single-run
+backfill semantics: the range tags of a run), so a drop of eight days is one run; two ranges at
+most EXPPLATFORM_LANDING_MERGE_GAP_DAYS days apart (3 by default) are one run too, the days
+between rebuilt: a re-delivery into last week's folder and today's drop cost one run, not two.
 
 What needs a run:
 - **new or changed files**: a file counts by its name, size and modification time; the cursor
@@ -103,11 +105,16 @@ class LandingPlan:
     state: LandingState = field(default_factory=dict)
     caught_up: dict[str, str] = field(default_factory=dict)
 
-    def ranges(self) -> list[tuple[date, date]]:
-        """The requested dates as contiguous (first, last) ranges, in order."""
+    def ranges(self, merge_gap_days: int = 0) -> list[tuple[date, date]]:
+        """The requested dates as (first, last) ranges, in order.
+
+        Two ranges with at most `merge_gap_days` days between them become one: the days between
+        are rebuilt (a run is idempotent), which at the platform's sizes costs less than the fixed
+        cost of one more run waiting behind the first (docs/ARCHITECTURE.md, "Operating model").
+        """
         out: list[tuple[date, date]] = []
         for day in sorted(self.dates):
-            if out and day == out[-1][1] + timedelta(days=1):
+            if out and day <= out[-1][1] + timedelta(days=merge_gap_days + 1):
                 out[-1] = (out[-1][0], day)
             else:
                 out.append((day, day))
@@ -430,7 +437,7 @@ def evaluate_landing(
     for line in plan.skipped:
         context.log.info(f"skipped {line}")
     run_requests = []
-    for start, end in plan.ranges():
+    for start, end in plan.ranges(landing.merge_gap_days):
         reasons = [r for d in sorted(plan.dates) if start <= d <= end for r in plan.dates[d]]
         digest = hashlib.sha1(
             json.dumps(
@@ -470,9 +477,10 @@ def build_landing_sensor(
         job_name=job_name,
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description="One run per contiguous range of arrival dates with new or changed landing "
-        "files, or with files the instance has not built (catch-up); users/ and subscriptions/ "
-        "changes run the latest partition.",
+        description="One run per range of arrival dates with new or changed landing files, or "
+        "with files the instance has not built (catch-up); ranges a few days apart "
+        "(EXPPLATFORM_LANDING_MERGE_GAP_DAYS) are one run; users/ and subscriptions/ changes run "
+        "the latest partition.",
     )
     def landing_zone_sensor(
         context: SensorEvaluationContext, landing: LandingZoneResource

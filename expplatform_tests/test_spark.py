@@ -5,20 +5,29 @@ hand-computed numbers there) is built through Dagster on DuckDB; its raw and ops
 copied to a local Spark (pyspark, dbt-spark `method: session`) and the whole dbt graph is built
 there. Every contract table must be equal row for row, first after a backfill of three days
 (Spark: a full build, tests included), then after the fourth day's incremental run (Spark:
-int_experiment_user_days overwrites only the recomputed date partitions).
+int_experiment_user_days overwrites only the recomputed date partitions), then after a run that
+withdraws every event of a day (its Spark partition must become empty).
 
-Run alone with `pytest -m spark` (about two to three minutes, most of it dbt on Spark).
+Run alone with `pytest -m spark` (three to five minutes, most of it dbt on Spark).
 """
 
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from expplatform_tests.conftest import write_text
 from expplatform_tests.e2e import CONTRACT_TABLES, make_settings, query, run_range
-from expplatform_tests.test_models_e2e import EXPECTED_ASSIGNMENTS, D, build_fixture
+from expplatform_tests.test_models_e2e import (
+    EXPECTED_ASSIGNMENTS,
+    LEGACY_HEADER,
+    D,
+    build_fixture,
+    ld,
+)
 
 USER_DAYS_FOLDER = Path("spark-warehouse", "intermediate.db", "int_experiment_user_days")
 
@@ -100,6 +109,32 @@ def test_spark_build_equals_duckdb_then_an_incremental_day_too(spark_env) -> Non
     for unchanged in ("exposure_date=2025-12-02", "exposure_date=2025-12-03"):
         assert after[unchanged] == before[unchanged]
     assert after["exposure_date=2025-12-01"].isdisjoint(before["exposure_date=2025-12-01"])
+
+    # 3. Every event of D3 is withdrawn: copies of its three LaunchDarkly events with
+    # is_active 'N' arrive on D5 (retractions), and the legacy system re-delivers D3's export
+    # without its one row. DuckDB's replace_where deletes D3's rows; Spark's insert_overwrite
+    # alone would keep them (no row of D3 to overwrite with): the recomputed partitions are
+    # dropped first (macros/cross_engine.sql, spark_drop_recomputed_partitions).
+    d5 = date(2025, 12, 5)
+    landing = settings.landing_dir
+    write_text(
+        landing / "launchdarkly" / f"date={d5}" / "part-000.jsonl",
+        "".join(
+            ld(event_id, user, "2025-12-03T06:00:00", "control", active="N") + "\n"
+            for event_id, user in (("ld-99", "u-9"), ("ld-100", "u-9"), ("ld-17", "u-1"))
+        ),
+    )
+    write_text(landing / "legacy" / f"date={D[3]}" / "part-000.csv", LEGACY_HEADER + "\n")
+    d3_rows = (
+        "select count(*) from intermediate.int_experiment_user_days "
+        f"where exposure_date = date '{D[3]}'"
+    )
+    assert query(settings.duckdb_path, d3_rows) == [(3,)]  # u-9, u-1 and u-2 on D3
+    run_range(settings, instance, D[3], d5)
+    assert query(settings.duckdb_path, d3_rows) == [(0,)]
+    third = build_and_compare(spark, settings.duckdb_path, work_dir, dbt_args=("run",))
+    _assert_equal(third)
+    assert "exposure_date=2025-12-03" not in partition_files(work_dir)
 
 
 def test_copy_names_a_missing_warehouse(spark_env, tmp_path: Path) -> None:

@@ -87,6 +87,7 @@
             'incremental_strategy': 'insert_overwrite',
             'partition_by': [date_partition],
             'file_format': 'parquet',
+            'pre_hook': "{{ spark_drop_recomputed_partitions('" ~ date_partition ~ "') }}",
         }) }}
     {%- elif target.type == 'spark' -%}
         {{ return({'materialized': 'table', 'file_format': 'parquet'}) }}
@@ -96,5 +97,28 @@
             'incremental_strategy': 'replace_where',
             'incremental_predicates': predicates,
         }) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    Spark: before an incremental run of a date-partitioned model, drop the partitions of the
+    dates it recomputes (ops.recompute_dates). `insert_overwrite` replaces only the partitions
+    its query returns rows for, so a date whose every event was retracted (or whose files were
+    re-delivered empty) would keep its old rows, where DuckDB's `replace_where` deletes them.
+    Dropped and rewritten, each recomputed date holds exactly what the query returns: rows, or
+    none. Renders nothing on a first build or an empty window (dbt skips an empty hook).
+-#}
+{% macro spark_drop_recomputed_partitions(date_partition) -%}
+    {%- if execute and is_incremental() -%}
+        {%- set dates = run_query(
+            "select distinct cast(recompute_date as string) from "
+            ~ source('ops', 'recompute_dates') ~ " order by 1"
+        ).columns[0].values() -%}
+        {%- if dates | length > 0 -%}
+            alter table {{ this }} drop if exists
+            {% for day in dates -%}
+                partition ({{ date_partition }} = '{{ day }}'){% if not loop.last %}, {% endif %}
+            {%- endfor %}
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

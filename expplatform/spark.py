@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from expplatform import catalog
 from expplatform.catalog import CONTRACT_TABLES, MART_HEALTH_BY_TIER, name_of
 from expplatform.config import DBT_PROJECT_DIR
+from expplatform.serving import Published, publish
 from expplatform.sources import DEFAULT_REGISTRY, SourceRegistry
 from expplatform.transform.duckdb_udfs import CHI2_SF_NAME, chi2_sf
 
@@ -339,3 +341,55 @@ def comparison_report(check: SparkCheck) -> str:
     if not check.dbt.success:
         lines.append(f"dbt failed: {check.dbt.error or check.dbt.failures()}")
     return "\n".join(lines)
+
+
+def publish_serving_copy(
+    spark: SparkSession,
+    serving_path: Path,
+    export_dir: Path,
+    run_id: str | None = None,
+    project_dir: Path = DBT_PROJECT_DIR,
+) -> Published:
+    """Publish the serving copy from Spark's tables, exactly as a DuckDB run publishes it.
+
+    Readers (`expplatform report`, the health pages, analysts) open one DuckDB file whichever
+    engine built the marts. Spark writes every table of ``marts`` and ``ops.check_results``
+    as Parquet under ``export_dir``; an in-memory DuckDB database loads them under the same
+    names (the ``ops`` tables declared in the dbt sources YAML first, so a Spark build without
+    check results publishes an empty ``meta.check_results``), and
+    :func:`expplatform.serving.publish` writes the file and renames it into place, the one
+    publishing path of both engines. Spark's timestamps come back as instants and are stored as
+    DuckDB's naive UTC timestamps, as the warehouse keeps them.
+    """
+    export_dir.mkdir(parents=True, exist_ok=True)
+    # the session's temporary views (dbt-spark's `__dbt_tmp` of an incremental run) are listed too
+    tables = [
+        f"{catalog.MARTS}.{t.name}"
+        for t in spark.catalog.listTables(catalog.MARTS)
+        if not t.isTemporary
+    ]
+    if spark.catalog.tableExists(catalog.OPS_CHECK_RESULTS):
+        tables.append(catalog.OPS_CHECK_RESULTS)
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute(catalog.ddl(project_dir))
+        con.execute(f"create schema if not exists {catalog.MARTS}")
+        for table in tables:
+            folder = export_dir / table
+            spark.table(table).write.mode("overwrite").parquet(str(folder))
+            source = f"read_parquet('{folder.as_posix().replace(chr(39), chr(39) * 2)}/*.parquet')"
+            columns = con.execute(f"describe select * from {source}").fetchall()
+            select = ", ".join(
+                f'"{name}"::timestamp as "{name}"'
+                if kind == "TIMESTAMP WITH TIME ZONE"
+                else f'"{name}"'
+                for name, kind, *_ in columns
+            )
+            if table == catalog.OPS_CHECK_RESULTS:
+                con.execute(f"insert into {table} by name select {select} from {source}")
+            else:
+                con.execute(f"create table {table} as select {select} from {source}")
+        return publish(con, serving_path, run_id)
+    finally:
+        con.close()

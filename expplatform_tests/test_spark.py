@@ -17,10 +17,11 @@ import shutil
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from expplatform_tests.conftest import write_text
-from expplatform_tests.e2e import CONTRACT_TABLES, make_settings, query, run_range
+from expplatform_tests.e2e import CONTRACT_TABLES, data_instance, make_settings, query, run_range
 from expplatform_tests.test_models_e2e import (
     EXPECTED_ASSIGNMENTS,
     LEGACY_HEADER,
@@ -47,8 +48,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(900)]
 @pytest.fixture(scope="module")
 def spark_env(tmp_path_factory):
     """A DuckDB warehouse built through Dagster for D1..D3 and a local Spark session."""
-    from dagster import instance_for_test
-
     from expplatform.spark import spark_session
 
     tmp = tmp_path_factory.mktemp("spark")
@@ -57,12 +56,50 @@ def spark_env(tmp_path_factory):
     # lookback 0: a daily run recomputes its own date and the dates of late events only, so
     # some date partitions lie outside its window
     settings = make_settings(tmp, landing, lookback_days=0)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D[1], D[3])
         spark = spark_session(tmp / "spark")
         yield settings, instance, spark, tmp / "spark"
     spark.stop()
     shutil.rmtree(tmp / "spark", ignore_errors=True)
+
+
+def served(path: Path) -> dict[str, tuple[list[tuple[str, str]], list[tuple]]]:
+    """Every table of a serving copy: its columns with their types, and its rows, sorted; the
+    build info without its time and run (the two publications are different runs)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = {}
+        for schema, table in con.execute(
+            "select table_schema, table_name from information_schema.tables order by all"
+        ).fetchall():
+            relation = f"{schema}.{table}"
+            if relation == "meta.build_info":
+                out[relation] = ([], con.execute(f"select data_through from {relation}").fetchall())
+                continue
+            columns = [(c[0], c[1]) for c in con.execute(f"describe {relation}").fetchall()]
+            out[relation] = (
+                columns,
+                con.execute(f"select * from {relation} order by all").fetchall(),
+            )
+        return out
+    finally:
+        con.close()
+
+
+def assert_same_serving_copy(spark_copy: Path, duckdb_copy: Path) -> None:
+    """Same tables, column names and types, rows; floats (p-values) to a relative 1e-9."""
+    left, right = served(spark_copy), served(duckdb_copy)
+    assert left.keys() == right.keys()
+    for relation, (columns, rows) in right.items():
+        assert left[relation][0] == columns, relation
+        assert len(left[relation][1]) == len(rows), relation
+        for mine, theirs in zip(left[relation][1], rows, strict=True):
+            for a, b in zip(mine, theirs, strict=True):
+                if isinstance(b, float):
+                    assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (relation, mine, theirs)
+                else:
+                    assert a == b, (relation, mine, theirs)
 
 
 def _assert_equal(check) -> None:
@@ -75,7 +112,8 @@ def _assert_equal(check) -> None:
 
 
 def test_spark_build_equals_duckdb_then_an_incremental_day_too(spark_env) -> None:
-    from expplatform.spark import build_and_compare
+    from expplatform.cli import main
+    from expplatform.spark import build_and_compare, publish_serving_copy
 
     settings, instance, spark, work_dir = spark_env
 
@@ -93,6 +131,13 @@ def test_spark_build_equals_duckdb_then_an_incremental_day_too(spark_env) -> Non
     assert len(tests_run) >= 50 and all(first.dbt.statuses[k] == "pass" for k in tests_run)
     before = partition_files(work_dir)
     assert {f"exposure_date=2025-12-0{n}" for n in (1, 2, 3)} <= before.keys()
+    # Readers do not care which engine built the marts: the serving copy published from Spark
+    # is the one the DuckDB run published, table for table, type for type.
+    published = publish_serving_copy(
+        spark, work_dir / "serving.duckdb", work_dir / "export-serving"
+    )
+    assert published.tables and all(n > 0 for n in published.tables.values())
+    assert_same_serving_copy(published.path, settings.serving)
 
     # 2. Day D4 on DuckDB is a daily (incremental) run; Spark overwrites the recomputed date
     # partitions of int_experiment_user_days and rebuilds the user-sliced tables.
@@ -132,9 +177,13 @@ def test_spark_build_equals_duckdb_then_an_incremental_day_too(spark_env) -> Non
     assert query(settings.duckdb_path, d3_rows) == [(3,)]  # u-9, u-1 and u-2 on D3
     run_range(settings, instance, D[3], d5)
     assert query(settings.duckdb_path, d3_rows) == [(0,)]
-    third = build_and_compare(spark, settings.duckdb_path, work_dir, dbt_args=("run",))
-    _assert_equal(third)
+    # This time through the command (the same Spark session: the command gets it), which
+    # compares every table (exit 0 only if equal) and then publishes the serving copy.
+    published_path = work_dir / "serving-cli.duckdb"
+    argv = ["spark-check", "--duckdb-path", str(settings.duckdb_path), "--work-dir", str(work_dir)]
+    assert main([*argv, "--publish", str(published_path)]) == 0
     assert "exposure_date=2025-12-03" not in partition_files(work_dir)
+    assert_same_serving_copy(published_path, settings.serving)
 
 
 def test_copy_names_a_missing_warehouse(spark_env, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ def cmd_spark_check(args: argparse.Namespace) -> int:
         SparkUnavailable,
         build_and_compare,
         comparison_report,
+        publish_serving_copy,
         spark_session,
     )
 
@@ -62,7 +63,15 @@ def cmd_spark_check(args: argparse.Namespace) -> int:
         spark, duckdb_path, work_dir, progress=lambda m: print(m, file=sys.stderr)
     )
     print(comparison_report(check))
-    return 0 if check.equal else 1
+    if not check.equal:
+        return 1
+    if args.publish:
+        published = publish_serving_copy(spark, Path(args.publish), work_dir / "export-serving")
+        print(
+            f"published {len(published.tables)} tables from Spark to {published.path} "
+            f"in {published.seconds:.2f}s"
+        )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--work-dir",
         default="spark_work",
         help="Spark metastore, warehouse and dbt output (default: ./spark_work)",
+    )
+    p.add_argument(
+        "--publish",
+        metavar="SERVING_PATH",
+        help="when the engines agree, publish the serving copy from Spark's marts to this DuckDB "
+        "file (atomically, as a DuckDB run publishes EXPPLATFORM_SERVING_PATH)",
     )
     p.set_defaults(func=cmd_spark_check)
     return parser

@@ -94,15 +94,13 @@ def built(tmp_path_factory):
 
     Every arrival date 2025-12-01..04 in one single-run backfill through Dagster and dbt.
     """
-    from dagster import instance_for_test
-
-    from expplatform_tests.e2e import make_settings, run_range
+    from expplatform_tests.e2e import data_instance, make_settings, run_range
     from expplatform_tests.test_models_e2e import D, build_fixture
 
     tmp = tmp_path_factory.mktemp("e2e")
     landing = tmp / "landing"
     build_fixture(landing)
     settings = make_settings(tmp, landing)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D[1], D[4])
     return settings

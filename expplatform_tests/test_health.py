@@ -17,11 +17,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetCheckSeverity, instance_for_test
+from dagster import AssetCheckSeverity
 
 from expplatform.quality import checks as qc
 from expplatform.warehouse import connect
-from expplatform_tests.e2e import make_settings, query, run_dbt
+from expplatform_tests.e2e import data_instance, make_settings, query, run_dbt
 
 pytestmark = pytest.mark.slow
 
@@ -241,7 +241,7 @@ def test_checks_in_a_dagster_run(built, tmp_path):
     settings = make_settings(tmp_path, built.landing_dir)
     shutil.copyfile(built.duckdb_path, settings.duckdb_path)
     job = build_definitions(settings).resolve_job_def(MATERIALIZE_ALL)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         result = job.execute_in_process(instance=instance, partition_key="2025-12-04")
     assert result.success
     evaluations = {

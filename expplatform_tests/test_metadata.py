@@ -11,7 +11,7 @@ from datetime import date
 
 import duckdb
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, instance_for_test
+from dagster import AssetKey, AssetRecordsFilter
 
 from expplatform.transform.metadata import (
     allocation_preview,
@@ -20,7 +20,7 @@ from expplatform.transform.metadata import (
     row_count,
     significant,
 )
-from expplatform_tests.e2e import make_settings, run_range
+from expplatform_tests.e2e import data_instance, make_settings, run_range
 from expplatform_tests.test_models_e2e import D, build_fixture
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def materializations(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("metadata")
     landing = tmp / "landing"
     build_fixture(landing)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(make_settings(tmp, landing), instance, D[1], D[4])
         found = {}
         for key in (FCT, LD_RAW):

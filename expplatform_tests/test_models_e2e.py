@@ -14,11 +14,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import instance_for_test
 
 from expplatform.config import get_settings
 from expplatform_tests.conftest import write_text
-from expplatform_tests.e2e import make_settings, query, run_range, snapshot
+from expplatform_tests.e2e import data_instance, make_settings, query, run_range, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -290,7 +289,7 @@ def test_reruns_in_any_order_equal_the_clean_build(built, tmp_path):
     clean = snapshot(built.duckdb_path)
     landing = built.landing_dir
     settings = make_settings(tmp_path, landing)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         for day in (4, 3, 2, 1):  # reverse order, one partition at a time
             run_range(settings, instance, D[day], D[day])
         assert snapshot(settings.duckdb_path) == clean
@@ -303,7 +302,7 @@ def test_late_event_lands_on_its_own_date_when_its_folder_runs(built, tmp_path):
     """ld-13 (event 12-01) arrives in folder 12-02: absent after 12-01 ran, present after 12-02."""
     settings = make_settings(tmp_path, built.landing_dir)
     late_row = "select count(*) from marts.fct_experiment_exposures_daily where user_id = 'u-6'"
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D[1], D[1])
         assert query(settings.duckdb_path, late_row) == [(0,)]
         run_range(settings, instance, D[2], D[2])
@@ -328,7 +327,7 @@ def test_a_daily_run_reads_only_its_window(built, tmp_path):
         con.execute(f"delete from raw.{table} where _load_date < '2025-12-03'")
     con.close()
     settings = dataclasses.replace(make_settings(tmp_path, built.landing_dir, 0), duckdb_path=copy)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D[3], D[3])
     assert snapshot(copy) == snapshot(built.duckdb_path)
 
@@ -338,7 +337,7 @@ def test_dev_target_keeps_a_consistent_user_sample(built, tmp_path):
     settings = make_settings(tmp_path, built.landing_dir).with_changes(
         dbt_target="dev", dev_sample_pct=50.0
     )
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D[1], D[4])
     fixture_users = sorted({row[1] for row in EXPECTED_DAILY})
     con = duckdb.connect()
@@ -375,7 +374,7 @@ def test_dev_target_window_counts_back_from_the_newest_arrival_date(built, tmp_p
     settings = make_settings(tmp_path, built.landing_dir).with_changes(
         dbt_target="dev", dev_sample_pct=100.0, dev_days=2
     )
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D[1], D[4])
     # The newest arrival folder is 12-04: the window is event dates 12-03 and 12-04, and the
     # fixture has exposures on 12-03 only (u-1, u-2, u-9), each row as in the full build.

@@ -22,7 +22,6 @@ from dagster import (
     AssetSelection,
     Definitions,
     define_asset_job,
-    instance_for_test,
 )
 
 from expplatform.config import DBT_PROJECT_DIR
@@ -31,6 +30,7 @@ from expplatform.quality import checks as qc
 from expplatform.quality import queries as q
 from expplatform.sources import LAUNCHDARKLY, LEGACY
 from expplatform.warehouse import connect
+from expplatform_tests.e2e import data_instance
 
 PARTITIONS = build_daily_partitions(date(2025, 12, 1))
 
@@ -656,7 +656,7 @@ def test_raw_checks_are_evaluated_in_the_load_step_per_partition(tmp_path):
             "landing": LandingZoneResource(landing_dir=str(landing), lookback_days=2),
         },
     )
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         evaluations = {}
         for day in (D[2], D[3]):
             result = defs.resolve_job_def("raw").execute_in_process(

@@ -13,12 +13,12 @@ from datetime import date
 
 import duckdb
 import pytest
-from dagster import DagsterEventType, instance_for_test
+from dagster import DagsterEventType
 
 from expplatform.sources import DEFAULT_REGISTRY
 from expplatform.transform.project import prepare_manifest
 from expplatform_tests.conftest import ld_line, write_text
-from expplatform_tests.e2e import copy_dbt_project, make_settings, run_range
+from expplatform_tests.e2e import copy_dbt_project, data_instance, make_settings, run_range
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def broken(tmp_path_factory):
     )
     settings = make_settings(tmp, landing).with_changes(dbt_project_dir=project)
     prepare_manifest(settings, DEFAULT_REGISTRY, force=True)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         with pytest.raises(RuntimeError) as failure:
             run_range(settings, instance, D1, D1)
         (run,) = instance.get_runs()

@@ -21,9 +21,8 @@ import shutil
 from datetime import date
 
 import pytest
-from dagster import instance_for_test
 
-from expplatform_tests.e2e import make_settings, run_range
+from expplatform_tests.e2e import data_instance, make_settings, run_range
 from expplatform_tests.reliability_support import (
     differences,
     duplicated_raw_lines,
@@ -93,7 +92,7 @@ def test_random_run_sequences_end_equal_to_the_clean_build(seed, built, tmp_path
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     settings = make_settings(folder, built.landing_dir)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         for start, end in sequence:
             run_range(settings, instance, day(start), day(end))
             assert duplicated_raw_lines(settings.duckdb_path) == [], (start, end)

@@ -34,12 +34,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from dagster import instance_for_test
 
 from expplatform.ingestion.landing import LAUNCHDARKLY, LEGACY, SUBSCRIPTIONS, USERS
 from expplatform.ingestion.loaders import load_daily_partitions, load_snapshot
 from expplatform_tests.conftest import write_text
-from expplatform_tests.e2e import make_settings, query, run_range, snapshot
+from expplatform_tests.e2e import data_instance, make_settings, query, run_range, snapshot
 
 D18, D19, D20, D21 = (date(2025, 12, n) for n in (18, 19, 20, 21))
 LAUNCH, ONBOARDING = "vault-launch", "vault-onboarding-copy"
@@ -179,13 +178,12 @@ def build_landing(landing: Path) -> None:
 @pytest.fixture(scope="module")
 def rules_built(tmp_path_factory):
     """One clean build of the landing zone above: arrival dates 12-18..21 in one run."""
-    from dagster import instance_for_test
 
     tmp = tmp_path_factory.mktemp("rules")
     landing = tmp / "landing"
     build_landing(landing)
     settings = make_settings(tmp, landing)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D18, D21)
     return settings
 
@@ -602,7 +600,7 @@ def test_copies_on_different_dates_give_the_clean_build_in_any_run_order(tmp_pat
         "shuffled": [(days[i], days[i]) for i in (4, 0, 2, 1, 3)],
     }
     warehouses = {}
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         for name, runs in orders.items():
             (tmp_path / name).mkdir()
             settings = make_settings(tmp_path / name, landing)

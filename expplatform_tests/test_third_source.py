@@ -14,12 +14,11 @@ from datetime import UTC, date, datetime
 
 import duckdb
 import pytest
-from dagster import instance_for_test
 
 from expplatform.sources import DEFAULT_REGISTRY, Source
 from expplatform.transform.project import prepare_manifest
 from expplatform_tests.conftest import ld_line, write_text
-from expplatform_tests.e2e import copy_dbt_project, make_settings, run_range
+from expplatform_tests.e2e import copy_dbt_project, data_instance, make_settings, run_range
 
 pytestmark = pytest.mark.slow
 
@@ -163,7 +162,7 @@ def built(tmp_path_factory):
     )
     settings = make_settings(tmp, landing).with_changes(dbt_project_dir=project)
     prepare_manifest(settings, registry, force=True)
-    with instance_for_test() as instance:
+    with data_instance() as instance:
         run_range(settings, instance, D1, D1, registry=registry)
     return settings
 

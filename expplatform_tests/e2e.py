@@ -45,9 +45,9 @@ def data_instance() -> Iterator[DagsterInstance]:
 
     A run writes ~370 events to its instance (step events, a planned and an evaluated event per
     check, each materialization): on SQLite, where the platform runs, each costs 15-25 ms on this
-    machine, and the same run takes 3-5 s longer than on this instance. The tests of the instance
-    itself (run queue, sensors, alerts, secrets, crashes, continuous operation, soak) run on SQLite
-    or PostgreSQL, as the platform does.
+    machine, and three runs of the fixture each took 2.5-5 s longer there than on this instance.
+    The tests of the instance itself (run queue, sensors, alerts, secrets, crashes, continuous
+    operation, soak) run on SQLite or PostgreSQL, as the platform does.
     """
     with DagsterInstance.ephemeral() as instance:
         yield instance

@@ -6,7 +6,7 @@ to the latest partition (yesterday), whose run reloads it and rebuilds everythin
 Every partition that needs a run in this tick goes into one run per range of dates (single-run
 backfill semantics: the range tags of a run), so a drop of eight days is one run; two ranges at
 most EXPPLATFORM_LANDING_MERGE_GAP_DAYS days apart (3 by default) are one run too, the days
-between rebuilt: a re-delivery into last week's folder and today's drop cost one run, not two.
+between rebuilt: a re-delivery into a folder a few days old and today's drop cost one run, not two.
 
 What needs a run:
 - **new or changed files**: a file counts by its name, size and modification time; the cursor
@@ -110,7 +110,7 @@ class LandingPlan:
 
         Two ranges with at most `merge_gap_days` days between them become one: the days between
         are rebuilt (a run is idempotent), which at the platform's sizes costs less than the fixed
-        cost of one more run waiting behind the first (docs/ARCHITECTURE.md, "Operating model").
+        cost of one more run waiting behind the first (docs/ARCHITECTURE.md, "What launches runs").
         """
         out: list[tuple[date, date]] = []
         for day in sorted(self.dates):

@@ -378,7 +378,8 @@ def publish_serving_copy(
         for table in tables:
             folder = export_dir / table
             spark.table(table).write.mode("overwrite").parquet(str(folder))
-            source = f"read_parquet('{folder.as_posix().replace(chr(39), chr(39) * 2)}/*.parquet')"
+            quoted = folder.as_posix().replace("'", "''")
+            source = f"read_parquet('{quoted}/*.parquet')"
             columns = con.execute(f"describe select * from {source}").fetchall()
             select = ", ".join(
                 f'"{name}"::timestamp as "{name}"'

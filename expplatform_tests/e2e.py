@@ -47,7 +47,8 @@ def data_instance() -> Iterator[DagsterInstance]:
     check, each materialization): on SQLite, where the platform runs, each costs 15-25 ms on this
     machine, and three runs of the fixture each took 2.5-5 s longer there than on this instance.
     The tests of the instance itself (run queue, sensors, alerts, secrets, crashes, continuous
-    operation, soak) run on SQLite or PostgreSQL, as the platform does.
+    operation) run on SQLite or PostgreSQL, as the platform does; the soak, like these, runs on
+    an in-memory instance (expplatform/soak.py).
     """
     with DagsterInstance.ephemeral() as instance:
         yield instance

@@ -146,6 +146,26 @@ def test_the_shipped_instance_settings_are_complete():
     postgres = yaml.safe_load((SHIPPED_DAGSTER_YAML.parent / "dagster.postgres.yaml").read_text())
     assert postgres["concurrency"] == shipped["concurrency"]
     assert postgres["run_retries"] == shipped["run_retries"]
+    assert postgres["run_coordinator"] == shipped["run_coordinator"]
+
+
+def test_the_daemon_looks_at_the_queue_every_second_and_keeps_its_limits(tmp_path):
+    """The `run_coordinator` block sets only the queue's interval: the limits the daemon applies
+    are still those of `concurrency.runs` (Dagster refuses limits in both places)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(SHIPPED_DAGSTER_YAML.read_text())
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 4
+        assert queue.tag_concurrency_limits == [
+            {
+                "key": "dagster/code_location",
+                "value": {"applyLimitPerUniqueValue": True},
+                "limit": 1,
+            }
+        ]
 
 
 def test_an_instance_without_the_limits_is_refused_with_the_fix(tmp_path):

@@ -91,9 +91,14 @@ def release_dead_runs(instance, echo: Callable[[str], None] = note) -> list[str]
 
 
 def wait_for_writers(
-    instance, echo: Callable[[str], None] = note, poll_seconds: float = 2.0
+    instance, echo: Callable[[str], None] = note, poll_seconds: float = 0.5
 ) -> None:
-    """Wait until no run of the instance is in progress (the warehouse has one writer)."""
+    """Wait until no run of the instance is in progress (the warehouse has one writer).
+
+    A look is one indexed query of the run storage; every half second keeps the hand-over after
+    the writer's run short (a drop of files is often a sensor run and this command's, one after
+    the other: docs/RELIABILITY.md).
+    """
     from dagster import DagsterRunStatus, RunsFilter
 
     announced: set[str] = set()

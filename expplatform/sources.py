@@ -72,6 +72,11 @@ class Source:
         return self.raw_table.split(".", 1)[1]
 
     @property
+    def step_key(self) -> str:
+        """The Dagster step (op) that loads the raw table: `raw__<table>`."""
+        return f"raw__{self.table_name}"
+
+    @property
     def asset_key(self) -> AssetKey:
         """The Dagster asset key of the raw table: `raw/<table>`."""
         return AssetKey(self.raw_table.split("."))

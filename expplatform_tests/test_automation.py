@@ -21,7 +21,7 @@ from dagster import (
     instance_for_test,
 )
 
-from expplatform.automation import freshness_checks, freshness_sensors
+from expplatform.automation import freshness_checks, freshness_sensors, landing_sensor
 from expplatform.automation.freshness import (
     DAILY_FRESHNESS_ASSETS,
     LANDING_CHECK,
@@ -40,6 +40,8 @@ from expplatform.automation.landing_sensor import (
     CATCH_UP_TAG,
     FileStat,
     LandingPlan,
+    PendingReload,
+    pending_reloads,
     plan_landing_runs,
     retry_pending,
 )
@@ -47,6 +49,7 @@ from expplatform.automation.schedules import last_complete_partition
 from expplatform.catalog import FCT_EXPOSURES_DAILY_KEY as FCT
 from expplatform.jobs import MATERIALIZE_ALL
 from expplatform.partitions import build_daily_partitions
+from expplatform.sources import DEFAULT_REGISTRY
 from expplatform_tests.conftest import ld_line, write_text
 
 LD = "launchdarkly/date={}/part-{}.jsonl"
@@ -198,6 +201,111 @@ def test_ranges_at_most_the_merge_gap_apart_become_one_run():
         (date(2025, 12, 7), date(2025, 12, 9)),
     ]
     assert plan.ranges(2) == [(date(2025, 12, 2), date(2025, 12, 9))]
+
+
+def test_a_changed_folder_that_a_re_execution_will_load_is_left_to_it():
+    old, new = FileStat(10, 1), FileStat(20, 2)
+    before = {
+        "launchdarkly/date=2025-12-03": {"a.jsonl.gz": old},
+        "legacy/date=2025-12-03": {"b.csv": old},
+        "launchdarkly/date=2025-12-05": {"a.jsonl.gz": old},
+    }
+    seen = plan_landing_runs({}, before, date(2025, 12, 1), date(2025, 12, 9)).state
+    after = {folder: {name: new for name in files} for folder, files in before.items()}
+    # the retry of a failed run of 12-02..12-04 will load launchdarkly (its failed step) again
+    retry = PendingReload(
+        "retry-1", date(2025, 12, 2), date(2025, 12, 4), frozenset({"launchdarkly"})
+    )
+    plan = plan_landing_runs(seen, after, date(2025, 12, 1), date(2025, 12, 9), pending=[retry])
+    # left to it: launchdarkly on 12-03; not: legacy on 12-03 (its step succeeded, the retry
+    # skips it) and launchdarkly on 12-05 (outside the retry's range)
+    assert plan.dates == {
+        date(2025, 12, 3): ["legacy/date=2025-12-03/b.csv"],
+        date(2025, 12, 5): ["launchdarkly/date=2025-12-05/a.jsonl.gz"],
+    }
+    assert [line.split(":")[0] for line in plan.left] == ["launchdarkly/date=2025-12-03"]
+    assert "retry-1" in plan.left[0]
+    # the cursor advanced for all three folders: the left one is not requested at the next tick
+    assert plan.state == plan_landing_runs({}, after, date(2025, 12, 1), date(2025, 12, 9)).state
+
+
+def _load_steps_job(on_legacy=None, fail_launchdarkly: bool = False):
+    """A job whose ops carry the registry's load step keys, one after the other."""
+    from dagster import In, Nothing, job, op
+
+    def make(step_key: str, upstream: bool):
+        @op(name=step_key, ins={"after": In(Nothing)} if upstream else None)
+        def load(context) -> None:
+            if step_key.endswith("launchdarkly_events") and fail_launchdarkly:
+                raise RuntimeError("truncated gzip")
+            if step_key.endswith("legacy_feature_flag_events") and on_legacy:
+                on_legacy(context.instance, context.run_id)
+
+        return load
+
+    ops = [make(source.step_key, i > 0) for i, source in enumerate(DEFAULT_REGISTRY)]
+
+    @job(name=MATERIALIZE_ALL)
+    def chain() -> None:
+        done = ops[0]()
+        for each in ops[1:]:
+            done = each(after=done)
+
+    return chain
+
+
+RANGE_TAGS = {
+    "dagster/asset_partition_range_start": "2025-12-02",
+    "dagster/asset_partition_range_end": "2025-12-04",
+}
+
+
+def test_a_re_execution_in_progress_leaves_the_loads_it_has_not_started():
+    # sources in registry order: launchdarkly, legacy, users, subscriptions; the probe runs in
+    # legacy's step, when launchdarkly's and legacy's steps have started and the others not
+    seen: list = []
+
+    def probe(instance, run_id):
+        seen.extend(pending_reloads(instance, MATERIALIZE_ALL, DEFAULT_REGISTRY, 0.0))
+
+    with instance_for_test() as instance:
+        result = _load_steps_job(on_legacy=probe).execute_in_process(
+            instance=instance, tags={**RANGE_TAGS, "dagster/parent_run_id": "parent"}
+        )
+        assert result.success
+        (pending,) = seen
+        assert (pending.run_id, pending.start, pending.end) == (
+            result.run_id, date(2025, 12, 2), date(2025, 12, 4)
+        )  # fmt: skip
+        assert pending.folders == {"users", "subscriptions"}
+        # a first run (not a re-execution) is not waited for: the sensor merges ranges instead
+        seen.clear()
+        _load_steps_job(on_legacy=probe).execute_in_process(instance=instance, tags=RANGE_TAGS)
+        assert seen == []
+        # once finished, nothing is pending
+        assert pending_reloads(instance, MATERIALIZE_ALL, DEFAULT_REGISTRY, 0.0) == []
+
+
+def test_a_failed_run_that_dagster_will_retry_leaves_the_steps_that_did_not_succeed(monkeypatch):
+    with instance_for_test() as instance:
+        tags = {**RANGE_TAGS, "dagster/will_retry": "true"}
+        result = _load_steps_job(fail_launchdarkly=True).execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False
+        )
+        assert not result.success
+        # an in-process run has no job origin, so Dagster could not retry it: nothing pending
+        assert pending_reloads(instance, MATERIALIZE_ALL, DEFAULT_REGISTRY, 0.0) == []
+        # as if the daemon had launched it (the origin is the only difference)
+        monkeypatch.setattr(
+            landing_sensor,
+            "retry_pending",
+            lambda tags, has_origin, ended_at, now: retry_pending(tags, True, ended_at, now),
+        )
+        ended = instance.get_run_record_by_id(result.run_id).end_time
+        (pending,) = pending_reloads(instance, MATERIALIZE_ALL, DEFAULT_REGISTRY, ended + 1)
+        # the failed step and the three after it, which never ran: the retry runs all four
+        assert pending.folders == {"launchdarkly", "legacy", "users", "subscriptions"}
+        assert (pending.start, pending.end) == (date(2025, 12, 2), date(2025, 12, 4))
 
 
 def test_landing_sensor_one_run_per_range_once_then_redeliveries(tmp_path, landing):

@@ -20,7 +20,10 @@ What needs a run:
   catch-up run that fails is not caught up again), and only after Dagster's own retries: run
   retries (config/dagster.yaml) retry a failing run twice, the catch-up once more, then the
   freshness alert names the day and a person decides (docs/RUNBOOK.md, "A day is stuck").
-Partitions covered by a queued or in-progress run are not requested by the catch-up. Folders
+Partitions covered by a queued or in-progress run are not requested by the catch-up. A changed
+folder of a source that a re-execution (Dagster's automatic retry of a failed run, or a re-execution
+from the UI) has yet to load for that date is left to it: the retry reads the files when its load
+step starts, so the replaced file of a failed day heals in the retry, not in one more run. Folders
 outside the partitions (before EXPPLATFORM_START_DATE, or today and later, which are not complete
 yet) are skipped and stay out of the cursor, so today's files are requested as soon as today
 becomes a partition.
@@ -28,7 +31,7 @@ becomes a partition.
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -69,6 +72,8 @@ CATCH_UP_TAG = "expplatform/catch_up"
 #: Dagster's tags for automatic retries (dagster/_core/storage/tags.py; read, not imported).
 WILL_RETRY_TAG = "dagster/will_retry"
 AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
+#: Set on every re-execution of a run: Dagster's automatic retries and re-executions from the UI.
+PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 #: A failed run Dagster said it would retry, with no retry this long after: caught up anyway.
 RETRY_GRACE_SECONDS = 300.0
 IN_FLIGHT = [
@@ -102,6 +107,8 @@ class LandingPlan:
 
     dates: dict[date, list[str]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    #: changed folders left to a re-execution that will load them (not requested, cursor advanced)
+    left: list[str] = field(default_factory=list)
     state: LandingState = field(default_factory=dict)
     caught_up: dict[str, str] = field(default_factory=dict)
 
@@ -119,6 +126,20 @@ class LandingPlan:
             else:
                 out.append((day, day))
         return out
+
+
+@dataclass(frozen=True)
+class PendingReload:
+    """A re-execution that has yet to load these sources' folders for arrival dates [start, end]."""
+
+    run_id: str
+    start: date
+    end: date
+    folders: frozenset[str]  # the sources' landing folders (`launchdarkly`, `users`, ...)
+
+    def covers(self, folder: str, day: date) -> bool:
+        """Whether it will load `folder` (`launchdarkly/date=...`, `users`) for partition `day`."""
+        return self.start <= day <= self.end and folder.split("/", 1)[0] in self.folders
 
 
 def scan_landing_zone(landing_dir: Path, registry: SourceRegistry) -> LandingSnapshot:
@@ -183,11 +204,13 @@ def plan_landing_runs(
     *,
     catch_up: Mapping[date, str] | None = None,
     caught_up: Mapping[str, str] | None = None,
+    pending: Sequence[PendingReload] = (),
 ) -> LandingPlan:
     """The dates to run for changed files and caught-up days, and the next cursor state (pure).
 
     `catch_up` maps a date needing a catch-up to its reason; `caught_up` (from the cursor) maps
-    a date to the failed run already reacted to, carried into the next state.
+    a date to the failed run already reacted to, carried into the next state. A changed folder
+    that one of the `pending` re-executions will load is left to it: no date, cursor advanced.
     """
     plan = LandingPlan(caught_up=dict(caught_up or {}))
     current = state_of(snapshot)
@@ -203,8 +226,15 @@ def plan_landing_runs(
             if stat.fingerprint(name) not in seen
         ]
         if changed:
-            plan.dates.setdefault(target, []).extend(changed)
             plan.state[folder] = current[folder]
+            reload = next((p for p in pending if p.covers(folder, target)), None)
+            if reload is not None:
+                plan.left.append(
+                    f"{folder}: {len(changed)} changed file(s) left to run {reload.run_id[:8]}, "
+                    "a re-execution that has yet to load them"
+                )
+            else:
+                plan.dates.setdefault(target, []).extend(changed)
         elif folder in previous:
             plan.state[folder] = list(previous[folder])
     for day, reason in sorted((catch_up or {}).items()):
@@ -265,18 +295,68 @@ def latest_materializations(
     return latest
 
 
+def run_span(tags: Mapping[str, str]) -> tuple[date, date] | None:
+    """The arrival dates a run covers: its range tags, or its one partition (None: neither)."""
+    start = tags.get(RANGE_START_TAG) or tags.get("dagster/partition")
+    end = tags.get(RANGE_END_TAG) or start
+    if not (start and end):
+        return None
+    return date.fromisoformat(start), date.fromisoformat(end)
+
+
 def covered_dates(instance: DagsterInstance, job_name: str) -> set[date]:
     """Arrival dates of the job's queued and in-progress runs."""
     covered: set[date] = set()
     for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
-        start = run.tags.get(RANGE_START_TAG) or run.tags.get("dagster/partition")
-        end = run.tags.get(RANGE_END_TAG) or start
-        if start and end:
-            day, last = date.fromisoformat(start), date.fromisoformat(end)
+        span = run_span(run.tags)
+        if span is not None:
+            day, last = span
             while day <= last:
                 covered.add(day)
                 day += timedelta(days=1)
     return covered
+
+
+def pending_reloads(
+    instance: DagsterInstance, job_name: str, registry: SourceRegistry, now: float
+) -> list[PendingReload]:
+    """The re-executions of the job that will still load some sources' files (they read them then).
+
+    - A failed run that Dagster will retry (`retry_pending`): the retry re-executes from the
+      failure, i.e. every step that did not succeed (the run's step statistics).
+    - A re-execution queued or in progress (tag `dagster/parent_run_id`): the load steps it will
+      execute (`step_keys_to_execute`) that have not started. The landing zone was scanned before
+      this look, so a step that starts after it reads the files the scan saw, or newer ones.
+    """
+    folder_of = {source.step_key: source.folder for source in registry}
+    out: list[PendingReload] = []
+    failed = instance.get_run_records(
+        filters=RunsFilter(job_name=job_name, statuses=[DagsterRunStatus.FAILURE]), limit=20
+    )
+    for record in failed:
+        run = record.dagster_run
+        span = run_span(run.tags)
+        has_origin = run.remote_job_origin is not None
+        if span is None or not retry_pending(run.tags, has_origin, record.end_time, now):
+            continue
+        done = {
+            s.step_key
+            for s in instance.get_run_step_stats(run.run_id)
+            # StepEventStatus is not exported by dagster: its value is compared
+            if getattr(s.status, "value", s.status) == "SUCCESS"
+        }
+        folders = frozenset(f for step, f in folder_of.items() if step not in done)
+        out.append(PendingReload(run.run_id, *span, folders))
+    for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
+        span = run_span(run.tags)
+        if span is None or PARENT_RUN_ID_TAG not in run.tags:
+            continue
+        planned = run.step_keys_to_execute
+        steps = [step for step in folder_of if planned is None or step in planned]
+        started = {s.step_key for s in instance.get_run_step_stats(run.run_id, step_keys=steps)}
+        folders = frozenset(folder_of[step] for step in steps if step not in started)
+        out.append(PendingReload(run.run_id, *span, folders))
+    return out
 
 
 @dataclass(frozen=True)
@@ -319,9 +399,8 @@ def latest_failed_run(
     )
     for record in records:  # newest first
         run = record.dagster_run
-        start = run.tags.get(RANGE_START_TAG) or run.tags.get("dagster/partition")
-        end = run.tags.get(RANGE_END_TAG) or start
-        if not (start and end) or not (date.fromisoformat(start) <= day <= date.fromisoformat(end)):
+        span = run_span(run.tags)
+        if span is None or not (span[0] <= day <= span[1]):
             continue
         if run.status == DagsterRunStatus.FAILURE:
             return FailedRun(
@@ -431,11 +510,20 @@ def evaluate_landing(
         caught_up,
         now().timestamp(),
     )
+    pending = pending_reloads(context.instance, job_name, registry, now().timestamp())
     plan = plan_landing_runs(
-        previous, snapshot, first_date, last, catch_up=catch_up, caught_up=caught_up
+        previous,
+        snapshot,
+        first_date,
+        last,
+        catch_up=catch_up,
+        caught_up=caught_up,
+        pending=pending,
     )
     for line in plan.skipped:
         context.log.info(f"skipped {line}")
+    for line in plan.left:
+        context.log.info(line)
     run_requests = []
     for start, end in plan.ranges(landing.merge_gap_days):
         reasons = [r for d in sorted(plan.dates) if start <= d <= end for r in plan.dates[d]]

@@ -126,7 +126,7 @@ def _daily_source_asset(
     spec = _raw_spec(source, project_dir, partitions_def)
 
     @multi_asset(
-        name=f"raw__{source.table_name}",
+        name=source.step_key,
         specs=[spec],
         check_specs=checks.raw_check_specs(source, partitions_def),
         can_subset=True,
@@ -172,7 +172,7 @@ def _daily_source_asset(
 def _snapshot_asset(source: Source, project_dir: Path, pool: str | None) -> AssetsDefinition:
     spec = _raw_spec(source, project_dir)
 
-    @multi_asset(name=f"raw__{source.table_name}", specs=[spec], pool=pool)
+    @multi_asset(name=source.step_key, specs=[spec], pool=pool)
     def _load(
         context: AssetExecutionContext,
         warehouse: WarehouseResource,

@@ -16,7 +16,11 @@ Two facts of dbt-duckdb shape this module:
   warehouse's path, so dbt parses with a canonical path of that stem (:data:`PARSE_DIR`): the
   partial-parse state of `target/expplatform/<key>` then serves every warehouse of that stem
   (dbt re-parses everything when a variable its profile reads changes, and a fresh warehouse in
-  a new folder used to cost a full parse, 4-9 s).
+  a new folder used to cost a full parse, 4-9 s). Two processes of one stem parsing at once (a
+  CLI run and a daemon's) can write that state over each other: dbt writes it with a plain
+  open/write, and a process that then reads a torn file logs `ParsedFileLoadFailed` and parses
+  in full (dbt.parser.manifest, `read_manifest_for_partial_parse`) — seconds lost, never a
+  wrong manifest, since each process builds with the manifest it parsed itself.
 
 dbt's programmatic API is not re-entrant: invocations are serialised with a lock (a run executes
 one dbt step at a time anyway).

@@ -113,6 +113,15 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
 _DEFAULTS = {doc.env: doc.default for doc in SETTINGS_DOC}
 
 
+def default(name: str) -> str:
+    """The default of a variable as SETTINGS_DOC (and the README) gives it: the one place it is
+    written; `Settings` and the Dagster resources take theirs from here."""
+    value = _DEFAULTS[name]
+    if value is None:
+        raise KeyError(f"{name} has no default: it is unset unless configured")
+    return value
+
+
 def resolve_path(path: str | Path) -> Path:
     """An absolute path: relative ones are taken from the project root."""
     p = Path(path).expanduser()
@@ -157,21 +166,25 @@ class Settings:
     duckdb_path: Path
     start_date: date
     lookback_days: int
-    ui_url: str = "http://127.0.0.1:3000"
-    alert_log: Path = field(default_factory=lambda: resolve_path("data/alerts.log"))
+    # Defaults: SETTINGS_DOC's (the README's), so a Settings built by a test is configured as an
+    # installation that sets nothing but the fields above.
+    ui_url: str = default("EXPPLATFORM_UI_URL")
+    alert_log: Path = field(default_factory=lambda: resolve_path(default("EXPPLATFORM_ALERT_LOG")))
     serving_path: Path | None = None
     pages_dir: Path | None = None
-    pages_url: str = "http://127.0.0.1:3001"
-    pages_port: int = 3001
-    dbt_target: str = "duckdb"
-    dbt_project_dir: Path = field(default_factory=lambda: resolve_path("dbt_project"))
-    duckdb_memory_limit: str = "3GB"
-    duckdb_threads: int = 2
-    landing_sensor_interval: int = 60
+    pages_url: str = default("EXPPLATFORM_PAGES_URL")
+    pages_port: int = int(default("EXPPLATFORM_PAGES_PORT"))
+    dbt_target: str = default("EXPPLATFORM_DBT_TARGET")
+    dbt_project_dir: Path = field(
+        default_factory=lambda: resolve_path(default("EXPPLATFORM_DBT_PROJECT_DIR"))
+    )
+    duckdb_memory_limit: str = default("EXPPLATFORM_DUCKDB_MEMORY_LIMIT")
+    duckdb_threads: int = int(default("EXPPLATFORM_DUCKDB_THREADS"))
+    landing_sensor_interval: int = int(default("EXPPLATFORM_LANDING_SENSOR_INTERVAL"))
     #: days between two ranges the landing sensor still requests as one run (rebuilt, idempotent)
-    landing_merge_gap_days: int = 3
+    landing_merge_gap_days: int = int(default("EXPPLATFORM_LANDING_MERGE_GAP_DAYS"))
     #: the dev target's sample (dbt_project/macros/dev_sample.sql); ignored by other targets
-    dev_sample_pct: float = 10.0
+    dev_sample_pct: float = float(default("EXPPLATFORM_DEV_SAMPLE_PCT"))
     dev_days: int | None = None
     dev_as_of: date | None = None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from expplatform.config import Settings
+from expplatform.config import Settings, default
 from expplatform.sources import SourceRegistry
 from expplatform.transform.project import DbtResource
 from expplatform.warehouse import WarehouseResource
@@ -24,8 +24,8 @@ class LandingZoneResource(ConfigurableResource):
     far apart two ranges of arrival dates may be for the landing sensor to join them in one run."""
 
     landing_dir: str
-    lookback_days: int = 2
-    merge_gap_days: int = 3
+    lookback_days: int = int(default("EXPPLATFORM_LOOKBACK_DAYS"))
+    merge_gap_days: int = int(default("EXPPLATFORM_LANDING_MERGE_GAP_DAYS"))
 
     @property
     def path(self) -> Path:

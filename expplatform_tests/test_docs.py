@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from expplatform.cli import build_parser
-from expplatform.config import PROJECT_ROOT, SETTINGS_DOC
+from expplatform.config import PROJECT_ROOT, SETTINGS_DOC, Settings, get_settings
+from expplatform.resources import LandingZoneResource
 
 README = (PROJECT_ROOT / "README.md").read_text()
 RUNBOOK = (PROJECT_ROOT / "docs" / "RUNBOOK.md").read_text()
@@ -85,6 +86,21 @@ def test_readme_configuration_table_matches_the_settings():
             assert shown == "unset", name
         else:
             assert shown.rstrip("/") == default, f"{name}: README says {shown}, code {default}"
+
+
+def test_settings_built_in_code_have_the_readmes_defaults():
+    """Tests and tools build Settings and resources with a few fields: the rest is the README's."""
+    read = get_settings({})  # an installation that sets nothing
+    built = Settings(
+        landing_dir=read.landing_dir,
+        duckdb_path=read.duckdb_path,
+        start_date=read.start_date,
+        lookback_days=read.lookback_days,
+    )
+    assert built == read
+    landing = LandingZoneResource(landing_dir=str(read.landing_dir))
+    assert (landing.lookback_days, landing.merge_gap_days) == (2, 3)  # the README's table
+    assert (read.lookback_days, read.landing_merge_gap_days) == (2, 3)
 
 
 def _runbook_spans() -> list[str]:

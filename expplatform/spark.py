@@ -216,7 +216,8 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def _same(left: Any, right: Any) -> bool:
+def same_value(left: Any, right: Any) -> bool:
+    """Equal, or for floats equal to a relative FLOAT_TOLERANCE (the engines sum in different orders)."""
     if isinstance(left, float) or isinstance(right, float):
         if left is None or right is None:
             return left is right
@@ -281,7 +282,7 @@ def compare_tables(
                 for k in sorted(d_rows.keys() & s_rows.keys(), key=str):
                     for column in d_columns:
                         left, right = d_rows[k][column], s_rows[k][column]
-                        if not _same(left, right):
+                        if not same_value(left, right):
                             differences.append(f"{k} {column}: duckdb {left!r}, spark {right!r}")
             out.append(
                 TableComparison(

@@ -65,6 +65,31 @@ def run_range(
     materialize_range(settings, instance, start, end, registry)
 
 
+def serving_copy(
+    path: Path, schemas: Sequence[str] | None = None
+) -> dict[str, tuple[list[tuple[str, str]], list[tuple]]]:
+    """Every table of a serving copy (of `schemas`, or all): its columns with their types, and its
+    rows, sorted; `meta.build_info` by its data date only (its time and run differ between runs)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = {}
+        for schema, table in con.execute(
+            "select table_schema, table_name from information_schema.tables order by all"
+        ).fetchall():
+            if schemas is not None and schema not in schemas:
+                continue
+            relation = f"{schema}.{table}"
+            if relation == "meta.build_info":
+                out[relation] = ([], con.execute(f"select data_through from {relation}").fetchall())
+                continue
+            columns = [(c[0], c[1]) for c in con.execute(f"describe {relation}").fetchall()]
+            rows = con.execute(f"select * from {relation} order by all").fetchall()
+            out[relation] = (columns, rows)
+        return out
+    finally:
+        con.close()
+
+
 def snapshot(db_path: Path, tables: Sequence[str] = CONTRACT_TABLES) -> dict[str, list]:
     """Every row of the given marts tables, in a stable order."""
     con = duckdb.connect(str(db_path), read_only=True)

@@ -56,7 +56,7 @@ from expplatform.catalog import FCT_EXPOSURES_DAILY_KEY
 from expplatform.config import PROJECT_ROOT, Settings
 from expplatform.sample_data import generate_landing_zone
 from expplatform.warehouse import LOCK_MARKERS, WRITER_LOCK_WAIT
-from expplatform_tests.e2e import snapshot
+from expplatform_tests.e2e import serving_copy, snapshot
 from expplatform_tests.reliability_support import (
     RecordingWebhook,
     cli_env,
@@ -220,7 +220,7 @@ class CleanBuild:
     seconds: float
     warehouse: dict[str, list]
     contract: dict[str, list]
-    serving: dict[str, list]
+    serving: dict[str, tuple[list[tuple[str, str]], list[tuple]]]
 
 
 @pytest.fixture(scope="module")
@@ -252,24 +252,8 @@ def clean_build(zone: Zone, root: Path, yaml: Path, extra_env: dict[str, str]) -
         seconds=seconds,
         warehouse=warehouse_snapshot(settings.duckdb_path),
         contract=snapshot(settings.duckdb_path),
-        serving=serving_tables(settings.serving),
+        serving=serving_copy(settings.serving, ["marts"]),
     )
-
-
-def serving_tables(path: Path) -> dict[str, list]:
-    """Every mart of the serving copy, sorted."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        names = [
-            name
-            for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'marts' "
-                "order by 1"
-            ).fetchall()
-        ]
-        return {n: con.execute(f"select * from marts.{n} order by all").fetchall() for n in names}
-    finally:
-        con.close()
 
 
 def serving_run_id(path: Path) -> str:
@@ -705,7 +689,7 @@ def run_scenario(
     assert set(queue_sizes(settings.duckdb_path).values()) == {0}
     assert snapshot(settings.duckdb_path) == clean.contract
     assert not differences(warehouse_snapshot(settings.duckdb_path), clean.warehouse)
-    assert serving_tables(settings.serving) == clean.serving
+    assert serving_copy(settings.serving, ["marts"]) == clean.serving
     figures.total_seconds = time.monotonic() - began
 
 

@@ -17,11 +17,17 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from expplatform_tests.conftest import write_text
-from expplatform_tests.e2e import CONTRACT_TABLES, data_instance, make_settings, query, run_range
+from expplatform_tests.e2e import (
+    CONTRACT_TABLES,
+    data_instance,
+    make_settings,
+    query,
+    run_range,
+    serving_copy,
+)
 from expplatform_tests.test_models_e2e import (
     EXPECTED_ASSIGNMENTS,
     LEGACY_HEADER,
@@ -64,42 +70,19 @@ def spark_env(tmp_path_factory):
     shutil.rmtree(tmp / "spark", ignore_errors=True)
 
 
-def served(path: Path) -> dict[str, tuple[list[tuple[str, str]], list[tuple]]]:
-    """Every table of a serving copy: its columns with their types, and its rows, sorted; the
-    build info without its time and run (the two publications are different runs)."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {}
-        for schema, table in con.execute(
-            "select table_schema, table_name from information_schema.tables order by all"
-        ).fetchall():
-            relation = f"{schema}.{table}"
-            if relation == "meta.build_info":
-                out[relation] = ([], con.execute(f"select data_through from {relation}").fetchall())
-                continue
-            columns = [(c[0], c[1]) for c in con.execute(f"describe {relation}").fetchall()]
-            out[relation] = (
-                columns,
-                con.execute(f"select * from {relation} order by all").fetchall(),
-            )
-        return out
-    finally:
-        con.close()
-
-
 def assert_same_serving_copy(spark_copy: Path, duckdb_copy: Path) -> None:
     """Same tables, column names and types, rows; floats (p-values) to a relative 1e-9."""
-    left, right = served(spark_copy), served(duckdb_copy)
+    from expplatform.spark import same_value
+
+    left, right = serving_copy(spark_copy), serving_copy(duckdb_copy)
     assert left.keys() == right.keys()
     for relation, (columns, rows) in right.items():
         assert left[relation][0] == columns, relation
         assert len(left[relation][1]) == len(rows), relation
         for mine, theirs in zip(left[relation][1], rows, strict=True):
-            for a, b in zip(mine, theirs, strict=True):
-                if isinstance(b, float):
-                    assert a == pytest.approx(b, rel=1e-9, abs=1e-12), (relation, mine, theirs)
-                else:
-                    assert a == b, (relation, mine, theirs)
+            assert all(same_value(a, b) for a, b in zip(mine, theirs, strict=True)), (
+                relation, mine, theirs
+            )  # fmt: skip
 
 
 def _assert_equal(check) -> None:

@@ -307,6 +307,18 @@ def test_a_failed_run_that_dagster_will_retry_leaves_the_steps_that_did_not_succ
         assert pending.folders == {"launchdarkly", "legacy", "users", "subscriptions"}
         assert (pending.start, pending.end) == (date(2025, 12, 2), date(2025, 12, 4))
 
+    # A run of a selection (a retry's retry, a UI selection) plans only some steps: its retry
+    # loads only those that did not succeed, never the steps outside its plan.
+    with instance_for_test() as instance:
+        steps = [source.step_key for source in DEFAULT_REGISTRY]
+        result = _load_steps_job(fail_launchdarkly=True).execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False, op_selection=steps[:2]
+        )
+        assert not result.success
+        ended = instance.get_run_record_by_id(result.run_id).end_time
+        (pending,) = pending_reloads(instance, MATERIALIZE_ALL, DEFAULT_REGISTRY, ended + 1)
+        assert pending.folders == {"launchdarkly", "legacy"}  # users/ and subscriptions/ not
+
 
 def test_landing_sensor_one_run_per_range_once_then_redeliveries(tmp_path, landing):
     line = ld_line("ld-1", "u-1", 1764669600000) + "\n"

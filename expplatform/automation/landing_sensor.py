@@ -317,16 +317,29 @@ def covered_dates(instance: DagsterInstance, job_name: str) -> set[date]:
     return covered
 
 
+def planned_load_steps(instance: DagsterInstance, run, registry: SourceRegistry) -> list[str]:
+    """The load steps the run's execution plan executes (a retry or a selection runs a subset).
+
+    Read from the plan the run stored; a run without one counts as loading nothing, so nothing is
+    left to it (the sensor then requests its own run, as for any other run).
+    """
+    if run.execution_plan_snapshot_id is None:
+        return []
+    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    planned = set(snapshot.step_keys_to_execute)
+    return [source.step_key for source in registry if source.step_key in planned]
+
+
 def pending_reloads(
     instance: DagsterInstance, job_name: str, registry: SourceRegistry, now: float
 ) -> list[PendingReload]:
     """The re-executions of the job that will still load some sources' files (they read them then).
 
     - A failed run that Dagster will retry (`retry_pending`): the retry re-executes from the
-      failure, i.e. every step that did not succeed (the run's step statistics).
-    - A re-execution queued or in progress (tag `dagster/parent_run_id`): the load steps it will
-      execute (`step_keys_to_execute`) that have not started. The landing zone was scanned before
-      this look, so a step that starts after it reads the files the scan saw, or newer ones.
+      failure, i.e. the steps of the failed run's plan that did not succeed (its step statistics).
+    - A re-execution queued or in progress (tag `dagster/parent_run_id`): the load steps of its
+      plan that have not started. The landing zone was scanned before this look, so a step that
+      starts after it reads the files the scan saw, or newer ones.
     """
     folder_of = {source.step_key: source.folder for source in registry}
     out: list[PendingReload] = []
@@ -339,20 +352,20 @@ def pending_reloads(
         has_origin = run.remote_job_origin is not None
         if span is None or not retry_pending(run.tags, has_origin, record.end_time, now):
             continue
+        steps = planned_load_steps(instance, run, registry)
         done = {
             s.step_key
-            for s in instance.get_run_step_stats(run.run_id)
+            for s in instance.get_run_step_stats(run.run_id, step_keys=steps)
             # StepEventStatus is not exported by dagster: its value is compared
             if getattr(s.status, "value", s.status) == "SUCCESS"
         }
-        folders = frozenset(f for step, f in folder_of.items() if step not in done)
+        folders = frozenset(folder_of[step] for step in steps if step not in done)
         out.append(PendingReload(run.run_id, *span, folders))
     for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
         span = run_span(run.tags)
         if span is None or PARENT_RUN_ID_TAG not in run.tags:
             continue
-        planned = run.step_keys_to_execute
-        steps = [step for step in folder_of if planned is None or step in planned]
+        steps = planned_load_steps(instance, run, registry)
         started = {s.step_key for s in instance.get_run_step_stats(run.run_id, step_keys=steps)}
         folders = frozenset(folder_of[step] for step in steps if step not in started)
         out.append(PendingReload(run.run_id, *span, folders))

@@ -213,9 +213,7 @@ def test_a_changed_folder_that_a_re_execution_will_load_is_left_to_it():
     seen = plan_landing_runs({}, before, date(2025, 12, 1), date(2025, 12, 9)).state
     after = {folder: {name: new for name in files} for folder, files in before.items()}
     # the retry of a failed run of 12-02..12-04 will load launchdarkly (its failed step) again
-    retry = PendingReload(
-        "retry-1", date(2025, 12, 2), date(2025, 12, 4), frozenset({"launchdarkly"})
-    )
+    retry = PendingReload("retry-1", date(2025, 12, 2), date(2025, 12, 4), {"launchdarkly": None})
     plan = plan_landing_runs(seen, after, date(2025, 12, 1), date(2025, 12, 9), pending=[retry])
     # left to it: launchdarkly on 12-03; not: legacy on 12-03 (its step succeeded, the retry
     # skips it) and launchdarkly on 12-05 (outside the retry's range)
@@ -227,6 +225,19 @@ def test_a_changed_folder_that_a_re_execution_will_load_is_left_to_it():
     assert "retry-1" in plan.left[0]
     # the cursor advanced for all three folders: the left one is not requested at the next tick
     assert plan.state == plan_landing_runs({}, after, date(2025, 12, 1), date(2025, 12, 9)).state
+
+    # a retry whose load step has started: the files it read are those modified more than a
+    # second before it started (mtime 2 ns after the epoch; steps started at 100 s and at 0.5 s)
+    def left_to(started: float) -> list[str]:
+        running = PendingReload(
+            "r", date(2025, 12, 2), date(2025, 12, 4), {"launchdarkly": started}
+        )
+        return plan_landing_runs(
+            seen, after, date(2025, 12, 1), date(2025, 12, 9), pending=[running]
+        ).left
+
+    assert [line.split(":")[0] for line in left_to(100.0)] == ["launchdarkly/date=2025-12-03"]
+    assert left_to(0.5) == []  # it may have read the file before it changed: requested
 
 
 def _load_steps_job(on_legacy=None, fail_launchdarkly: bool = False):
@@ -277,7 +288,19 @@ def test_a_re_execution_in_progress_leaves_the_loads_it_has_not_started():
         assert (pending.run_id, pending.start, pending.end) == (
             result.run_id, date(2025, 12, 2), date(2025, 12, 4)
         )  # fmt: skip
-        assert pending.folders == {"users", "subscriptions"}
+        # launchdarkly's and legacy's steps started (when, from their statistics), the others not
+        assert {f for f, started in pending.folders.items() if started is None} == {
+            "users",
+            "subscriptions",
+        }
+        ld_started = pending.folders["launchdarkly"]
+        assert ld_started is not None and pending.folders["legacy"] is not None
+        # a file changed before launchdarkly's step started was read by it; one changed now, not
+        before_step = int((ld_started - 5) * 1e9)
+        assert pending.covers("launchdarkly/date=2025-12-03", date(2025, 12, 3), before_step)
+        now_ns = int(datetime.now(UTC).timestamp() * 1e9) + 2_000_000_000
+        assert not pending.covers("launchdarkly/date=2025-12-03", date(2025, 12, 3), now_ns)
+        assert pending.covers("users", date(2025, 12, 4), now_ns)  # not started: reads it later
         # a first run (not a re-execution) is not waited for: the sensor merges ranges instead
         seen.clear()
         _load_steps_job(on_legacy=probe).execute_in_process(instance=instance, tags=RANGE_TAGS)
@@ -304,7 +327,9 @@ def test_a_failed_run_that_dagster_will_retry_leaves_the_steps_that_did_not_succ
         ended = instance.get_run_record_by_id(result.run_id).end_time
         (pending,) = pending_reloads(instance, MATERIALIZE_ALL, DEFAULT_REGISTRY, ended + 1)
         # the failed step and the three after it, which never ran: the retry runs all four
-        assert pending.folders == {"launchdarkly", "legacy", "users", "subscriptions"}
+        assert pending.folders == {
+            f: None for f in ("launchdarkly", "legacy", "users", "subscriptions")
+        }
         assert (pending.start, pending.end) == (date(2025, 12, 2), date(2025, 12, 4))
 
     # A run of a selection (a retry's retry, a UI selection) plans only some steps: its retry
@@ -317,7 +342,7 @@ def test_a_failed_run_that_dagster_will_retry_leaves_the_steps_that_did_not_succ
         assert not result.success
         ended = instance.get_run_record_by_id(result.run_id).end_time
         (pending,) = pending_reloads(instance, MATERIALIZE_ALL, DEFAULT_REGISTRY, ended + 1)
-        assert pending.folders == {"launchdarkly", "legacy"}  # users/ and subscriptions/ not
+        assert pending.folders == {"launchdarkly": None, "legacy": None}  # not users, subscriptions
 
 
 def test_landing_sensor_one_run_per_range_once_then_redeliveries(tmp_path, landing):

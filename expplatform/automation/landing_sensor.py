@@ -22,8 +22,9 @@ What needs a run:
   freshness alert names the day and a person decides (docs/RUNBOOK.md, "A day is stuck").
 Partitions covered by a queued or in-progress run are not requested by the catch-up. A changed
 folder of a source that a re-execution (Dagster's automatic retry of a failed run, or a re-execution
-from the UI) has yet to load for that date is left to it: the retry reads the files when its load
-step starts, so the replaced file of a failed day heals in the retry, not in one more run. Folders
+from the UI) loads for that date, by a step not started yet or started after the files' last
+change, is left to it: the retry reads the files when its load step starts, so the replaced file
+of a failed day heals in the retry, not in one more run. Folders
 outside the partitions (before EXPPLATFORM_START_DATE, or today and later, which are not complete
 yet) are skipped and stay out of the cursor, so today's files are requested as soon as today
 becomes a partition.
@@ -128,18 +129,32 @@ class LandingPlan:
         return out
 
 
+#: A load step that started at least this long after a file's last modification read that file
+#: whole (a margin for the clock's and the file system's granularity).
+STEP_START_MARGIN_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class PendingReload:
-    """A re-execution that has yet to load these sources' folders for arrival dates [start, end]."""
+    """A re-execution that loads these sources' folders for arrival dates [start, end].
+
+    `folders` maps a source's landing folder (`launchdarkly`, `users`, ...) to when its load step
+    started, or None when it has not started yet (it will read whatever is there then).
+    """
 
     run_id: str
     start: date
     end: date
-    folders: frozenset[str]  # the sources' landing folders (`launchdarkly`, `users`, ...)
+    folders: Mapping[str, float | None]
 
-    def covers(self, folder: str, day: date) -> bool:
-        """Whether it will load `folder` (`launchdarkly/date=...`, `users`) for partition `day`."""
-        return self.start <= day <= self.end and folder.split("/", 1)[0] in self.folders
+    def covers(self, folder: str, day: date, newest_mtime_ns: int) -> bool:
+        """Whether its load of `folder` (`launchdarkly/date=...`, `users`) for partition `day`
+        reads files last modified at `newest_mtime_ns`: not started yet, or started after them."""
+        source_folder = folder.split("/", 1)[0]
+        if not (self.start <= day <= self.end) or source_folder not in self.folders:
+            return False
+        started = self.folders[source_folder]
+        return started is None or newest_mtime_ns < (started - STEP_START_MARGIN_SECONDS) * 1e9
 
 
 def scan_landing_zone(landing_dir: Path, registry: SourceRegistry) -> LandingSnapshot:
@@ -227,7 +242,8 @@ def plan_landing_runs(
         ]
         if changed:
             plan.state[folder] = current[folder]
-            reload = next((p for p in pending if p.covers(folder, target)), None)
+            newest = max(snapshot[folder][name.rsplit("/", 1)[1]].mtime_ns for name in changed)
+            reload = next((p for p in pending if p.covers(folder, target, newest)), None)
             if reload is not None:
                 plan.left.append(
                     f"{folder}: {len(changed)} changed file(s) left to run {reload.run_id[:8]}, "
@@ -336,10 +352,12 @@ def pending_reloads(
     """The re-executions of the job that will still load some sources' files (they read them then).
 
     - A failed run that Dagster will retry (`retry_pending`): the retry re-executes from the
-      failure, i.e. the steps of the failed run's plan that did not succeed (its step statistics).
+      failure, i.e. the steps of the failed run's plan that did not succeed (its step statistics);
+      none has started.
     - A re-execution queued or in progress (tag `dagster/parent_run_id`): the load steps of its
-      plan that have not started. The landing zone was scanned before this look, so a step that
-      starts after it reads the files the scan saw, or newer ones.
+      plan, with when each started (from its step statistics), None for those not started. The
+      landing zone was scanned before this look, so a step not started yet reads the files the
+      scan saw, or newer ones; a step that started after a file's last change read it whole.
     """
     folder_of = {source.step_key: source.folder for source in registry}
     out: list[PendingReload] = []
@@ -359,15 +377,23 @@ def pending_reloads(
             # StepEventStatus is not exported by dagster: its value is compared
             if getattr(s.status, "value", s.status) == "SUCCESS"
         }
-        folders = frozenset(folder_of[step] for step in steps if step not in done)
+        folders = {folder_of[step]: None for step in steps if step not in done}
         out.append(PendingReload(run.run_id, *span, folders))
     for run in instance.get_runs(filters=RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
         span = run_span(run.tags)
         if span is None or PARENT_RUN_ID_TAG not in run.tags:
             continue
         steps = planned_load_steps(instance, run, registry)
-        started = {s.step_key for s in instance.get_run_step_stats(run.run_id, step_keys=steps)}
-        folders = frozenset(folder_of[step] for step in steps if step not in started)
+        started = {
+            s.step_key: s.start_time
+            for s in instance.get_run_step_stats(run.run_id, step_keys=steps)
+        }
+        # a step with statistics but no start time: when it read the files is unknown, not left
+        folders = {
+            folder_of[step]: started.get(step)
+            for step in steps
+            if step not in started or started[step] is not None
+        }
         out.append(PendingReload(run.run_id, *span, folders))
     return out
 

@@ -60,6 +60,11 @@ SETTINGS_DOC: tuple[SettingDoc, ...] = (
         "seconds between two looks of the landing sensor at the landing zone (at least 5)",
     ),
     SettingDoc(
+        "EXPPLATFORM_ALERT_SENSOR_INTERVAL",
+        "30",
+        "seconds between two looks of the alert sensor at the finished runs (at least 5)",
+    ),
+    SettingDoc(
         "EXPPLATFORM_LANDING_MERGE_GAP_DAYS",
         "3",
         "the landing sensor joins two ranges of dates into one run when at most this many "
@@ -181,6 +186,7 @@ class Settings:
     duckdb_memory_limit: str = default("EXPPLATFORM_DUCKDB_MEMORY_LIMIT")
     duckdb_threads: int = int(default("EXPPLATFORM_DUCKDB_THREADS"))
     landing_sensor_interval: int = int(default("EXPPLATFORM_LANDING_SENSOR_INTERVAL"))
+    alert_sensor_interval: int = int(default("EXPPLATFORM_ALERT_SENSOR_INTERVAL"))
     #: days between two ranges the landing sensor still requests as one run (rebuilt, idempotent)
     landing_merge_gap_days: int = int(default("EXPPLATFORM_LANDING_MERGE_GAP_DAYS"))
     #: the dev target's sample (dbt_project/macros/dev_sample.sql); ignored by other targets
@@ -254,6 +260,7 @@ def get_settings(env: Mapping[str, str] | None = None) -> Settings:
         lookback_days=_whole_number(env, "EXPPLATFORM_LOOKBACK_DAYS", 0),
         # The daemon's sensor loop wakes every 5 s: a shorter interval would not be kept.
         landing_sensor_interval=_whole_number(env, "EXPPLATFORM_LANDING_SENSOR_INTERVAL", 5),
+        alert_sensor_interval=_whole_number(env, "EXPPLATFORM_ALERT_SENSOR_INTERVAL", 5),
         landing_merge_gap_days=_whole_number(env, "EXPPLATFORM_LANDING_MERGE_GAP_DAYS", 0),
         ui_url=(env.get("EXPPLATFORM_UI_URL") or _DEFAULTS["EXPPLATFORM_UI_URL"] or "").rstrip("/"),
         pages_url=(

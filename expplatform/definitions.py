@@ -15,7 +15,7 @@ from typing import Any
 
 from dagster import DagsterInstance, Definitions, definitions, in_process_executor
 
-from expplatform.automation import alert_sensors, freshness_checks, freshness_sensors
+from expplatform.automation import build_alert_sensor, freshness_checks, freshness_sensors
 from expplatform.automation.landing_sensor import build_landing_sensor
 from expplatform.automation.run_reaper import build_run_reaper
 from expplatform.automation.schedules import build_daily_schedule
@@ -62,7 +62,7 @@ def build_definitions(
             ),
             *freshness_sensors,
             build_run_reaper(),
-            *alert_sensors,
+            build_alert_sensor(settings.alert_sensor_interval),
         ],
         resources=build_resources(settings, registry),
         executor=in_process_executor,

@@ -105,18 +105,23 @@ def test_every_sensor_is_on_by_default(tmp_path, landing):
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors)
 
 
-def test_the_landing_sensor_looks_every_60_s_unless_configured():
+def test_the_sensors_look_every_60_s_and_30_s_unless_configured():
     from expplatform.config import ConfigError, get_settings
     from expplatform.definitions import build_definitions
 
-    def interval(env: dict[str, str]) -> int:
+    def intervals(env: dict[str, str]) -> tuple[int | None, int | None]:
         defs = build_definitions(get_settings(env))
-        return defs.resolve_sensor_def("landing_zone_sensor").minimum_interval_seconds
+        return (
+            defs.resolve_sensor_def("landing_zone_sensor").minimum_interval_seconds,
+            defs.resolve_sensor_def("alert_on_failures").minimum_interval_seconds,
+        )
 
-    assert interval({}) == 60
-    assert interval({"EXPPLATFORM_LANDING_SENSOR_INTERVAL": "5"}) == 5
-    with pytest.raises(ConfigError, match="EXPPLATFORM_LANDING_SENSOR_INTERVAL must be >= 5"):
-        get_settings({"EXPPLATFORM_LANDING_SENSOR_INTERVAL": "4"})
+    assert intervals({}) == (60, 30)
+    assert intervals({"EXPPLATFORM_LANDING_SENSOR_INTERVAL": "5"}) == (5, 30)
+    assert intervals({"EXPPLATFORM_ALERT_SENSOR_INTERVAL": "7"}) == (60, 7)
+    for name in ("EXPPLATFORM_LANDING_SENSOR_INTERVAL", "EXPPLATFORM_ALERT_SENSOR_INTERVAL"):
+        with pytest.raises(ConfigError, match=f"{name} must be >= 5"):
+            get_settings({name: "4"})
 
 
 # --- landing sensor -----------------------------------------------------------------------------

@@ -11,12 +11,13 @@ All of them are on by default (the daemon of `dagster dev` runs them):
 - `alert_on_failures` (alert_sensors.py, alerts/): failures and recoveries to the team channel.
 
 The landing sensor, the reaper and the schedule are built by factories from the job and the
-registry (expplatform/definitions.py), so no module here imports the jobs.
+registry (expplatform/definitions.py), so no module here imports the jobs; the landing and
+alert sensors take their intervals from the settings.
 """
 
 from __future__ import annotations
 
-from expplatform.automation.alert_sensors import alert_sensors
+from expplatform.automation.alert_sensors import build_alert_sensor
 from expplatform.automation.freshness import freshness_checks, freshness_sensors
 
-__all__ = ["alert_sensors", "freshness_checks", "freshness_sensors"]
+__all__ = ["build_alert_sensor", "freshness_checks", "freshness_sensors"]

@@ -33,6 +33,7 @@ from dagster import (
     DagsterRun,
     DefaultSensorStatus,
     RunStatusChangeRecordsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     sensor,
@@ -49,6 +50,7 @@ from expplatform.automation.alerts import (
     webhook_url_from_env,
 )
 from expplatform.automation.freshness import freshness_missing_partitions
+from expplatform.config import default
 from expplatform.resources import AlertsResource, ServingResource
 
 #: Dagster's run tags for retries (dagster/_core/storage/tags.py; read, not imported).
@@ -300,25 +302,32 @@ def evaluate_alerts(
     )
 
 
-@sensor(
-    name="alert_on_failures",
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Posts failed runs (once per retry chain) and checks that start failing, and "
-    "their recoveries, to the team channel (EXPPLATFORM_ALERT_WEBHOOK_URL, else the local alert "
-    "log). The cursor holds the open failures.",
-)
-def alert_on_failures(
-    context: SensorEvaluationContext, alerts: AlertsResource, serving: ServingResource
-) -> SkipReason:
-    return evaluate_alerts(context, alerts, serving)
+def build_alert_sensor(interval_seconds: int) -> SensorDefinition:
+    """The `alert_on_failures` sensor, looking at the finished runs every `interval_seconds`
+    (EXPPLATFORM_ALERT_SENSOR_INTERVAL)."""
+
+    @sensor(
+        name="alert_on_failures",
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Posts failed runs (once per retry chain) and checks that start failing, and "
+        "their recoveries, to the team channel (EXPPLATFORM_ALERT_WEBHOOK_URL, else the local "
+        "alert log). The cursor holds the open failures.",
+    )
+    def alert_on_failures(
+        context: SensorEvaluationContext, alerts: AlertsResource, serving: ServingResource
+    ) -> SkipReason:
+        return evaluate_alerts(context, alerts, serving)
+
+    return alert_on_failures
 
 
-alert_sensors = [alert_on_failures]
+#: The sensor with the shipped interval (the definitions build theirs from the settings).
+alert_on_failures = build_alert_sensor(int(default("EXPPLATFORM_ALERT_SENSOR_INTERVAL")))
 
 __all__ = [
     "alert_on_failures",
-    "alert_sensors",
+    "build_alert_sensor",
     "check_outcomes",
     "evaluate_alerts",
     "finished_runs_after",

@@ -15,12 +15,13 @@ production one (PostgreSQL, config/dagster.postgres.yaml):
 
 Alerts go to a webhook receiver on 127.0.0.1. The landing and alert sensors look every 5 s
 (EXPPLATFORM_LANDING_SENSOR_INTERVAL, EXPPLATFORM_ALERT_SENSOR_INTERVAL) instead of 60 s and 30 s
-so the test waits for work, not for the clock; every other setting is the shipped one. Checked: the sensor launched at most 2 runs for the
-drop, no log holds a lock error, each alert was posted once, every report answered, nothing was
-half-written by the failed run, the final warehouse and serving copy equal a clean build of the
-final landing zone (built right after, under the same load), and the drop took at most 2 times
-that clean build plus 30 s of hand-overs between its two runs (see check_figures). The figures
-are printed, each run with the seconds from the drop to its creation, start and end.
+so the test waits for work, not for the clock; every other setting is the shipped one. Checked:
+the sensor launched at most 2 runs for the drop, no log holds a lock error, each alert was
+posted once, every report answered, nothing was half-written by the failed run, the final
+warehouse and serving copy equal a clean build of the final landing zone (built right after,
+under the same load), and the drop took at most 2 times that clean build plus 30 s of
+hand-overs between its two runs (see check_figures). The figures are printed, each run with the
+seconds from the drop to its creation, start and end.
 """
 
 from __future__ import annotations
@@ -721,8 +722,9 @@ def check_figures(figures: Figures, zone: Zone) -> None:
     # EXPPLATFORM_LANDING_MERGE_GAP_DAYS: one range). The sensor's run covers all 8 days, as the
     # clean backfill does, and the CLI's half of them; at this size each costs nearly a clean
     # backfill (its fixed part dominates), so the drop is about 2 x the clean backfill plus the
-    # hand-overs between the runs: the sensor's look (5 s), the queue's (5 s), a run process's
-    # start-up, which do not shrink on a faster machine (docs/RELIABILITY.md).
+    # hand-overs between the runs: the CLI's start-up, the queue's look (1 s) and the next run
+    # process's start-up, which do not shrink with the runs (docs/RELIABILITY.md, "Where the
+    # drop's time goes").
     bound = 2 * figures.clean_build_seconds + HAND_OVERS_SECONDS
     assert figures.drop_seconds <= bound, figures.lines()
     # The heal is the failed run and Dagster's retry of it: the retry re-executes the failed load
